@@ -1,0 +1,70 @@
+"""Plain, aligned text for people; JSON for scripts."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from certserver.hosts import Host
+from certserver.identity import Ccid, DeploymentName
+from certserver.profiles import Organization
+
+
+def fingerprint(hex_digest: str) -> str:
+    """``SHA256:AB:CD:…``, the form ``openssl x509 -fingerprint -sha256`` prints."""
+    pairs = [hex_digest[i : i + 2] for i in range(0, len(hex_digest), 2)]
+    return "SHA256:" + ":".join(pairs).upper()
+
+
+def when(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def days_left(moment: dt.datetime, now: dt.datetime) -> int:
+    return (moment - now).days
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], indent: int = 0) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    pad = " " * indent
+    lines = [pad + "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for row in rows:
+        lines.append(pad + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def fields(pairs: Sequence[tuple[str, str]], indent: int = 2) -> str:
+    width = max(len(label) for label, _ in pairs)
+    return "\n".join(f"{' ' * indent}{label.ljust(width)}  {value}" for label, value in pairs)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Ccid | DeploymentName | Host | Organization):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, enum.Enum):
+        folder = getattr(value, "folder", None)
+        return folder if isinstance(folder, str) else value.value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(_plain(value), indent=2, sort_keys=True))

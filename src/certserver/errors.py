@@ -1,0 +1,92 @@
+"""The one exception tree.
+
+Every domain error has a human ``message`` (one line, never a secret) and a stable ``code``
+that scripts and the API can rely on. The CLI turns them into one line on stderr and a
+non-zero exit; nothing else in the package prints them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class CertserverError(Exception):
+    """Base of every error certserver raises on purpose."""
+
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInput(CertserverError):
+    """A value given by a user (name, host, option) is not acceptable."""
+
+    code = "invalid-input"
+
+
+class FileProblem(CertserverError):
+    """A file the user named cannot be read, parsed or written."""
+
+    code = "file-problem"
+
+    def __init__(self, path: Path | str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = Path(path)
+        self.problem = problem
+
+
+class TargetExists(FileProblem):
+    code = "target-exists"
+
+
+class DeploymentExists(CertserverError):
+    code = "deployment-exists"
+
+
+class DeploymentNotFound(CertserverError):
+    code = "deployment-not-found"
+
+
+class StoreError(CertserverError):
+    """The store is missing, locked, corrupt or unreachable."""
+
+    code = "store-error"
+
+
+class StoreMissing(StoreError):
+    code = "store-missing"
+
+
+class StoreLocked(StoreError):
+    code = "store-locked"
+
+
+class StoreCorrupt(StoreError):
+    code = "store-corrupt"
+
+
+class MasterKeyError(CertserverError):
+    """The master key is missing, unreadable, too open, or not the one the store was made with."""
+
+    code = "master-key"
+
+
+class IdentityError(CertserverError):
+    """A certificate carries no valid deployment identity."""
+
+    code = "no-identity"
+
+
+class PeerRefused(CertserverError):
+    """A TLS peer completed the handshake but is not allowed here."""
+
+    code = "peer-refused"
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason

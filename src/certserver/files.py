@@ -1,0 +1,104 @@
+"""File writing with the right mode from the first byte, and atomic placement."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+
+from certserver.errors import FileProblem, TargetExists
+
+
+def create_secret_file(path: Path, data: bytes) -> None:
+    """Create ``path`` with mode 0600 and write ``data``; refuses to replace an existing file."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        raise TargetExists(path, "already exists") from None
+    except OSError as exc:
+        raise FileProblem(path, f"cannot create: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise FileProblem(path, f"cannot write: {exc.strerror}") from None
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create ``path`` (and parents) with mode 0700 if it does not exist."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FileProblem(path, f"cannot create directory: {exc.strerror}") from None
+    if not path.is_dir():
+        raise FileProblem(path, "is not a directory")
+
+
+class StagedFile:
+    """A 0600 temporary file next to its target, then placed, kept, or taken back.
+
+    :meth:`place` refuses an existing target unless ``replace`` is set; either way no
+    half-written file is ever visible at the target path. Until :meth:`finish`, :meth:`undo`
+    restores what was there before (the replaced file, or nothing).
+    """
+
+    def __init__(self, target: Path, data: bytes) -> None:
+        self.target = target
+        token = secrets.token_hex(6)
+        self.temp = target.with_name(f".{target.name}.{token}.tmp")
+        self._backup = target.with_name(f".{target.name}.{token}.old")
+        self._placed = False
+        self._has_backup = False
+        create_secret_file(self.temp, data)
+
+    def place(self, *, replace: bool) -> None:
+        try:
+            if replace:
+                with contextlib.suppress(FileNotFoundError):
+                    os.link(self.target, self._backup)
+                    self._has_backup = True
+                self.temp.replace(self.target)
+            else:
+                os.link(self.temp, self.target)
+                self.temp.unlink()
+        except FileExistsError:
+            raise TargetExists(self.target, "already exists (use --force to replace it)") from None
+        except OSError as exc:
+            raise FileProblem(self.target, f"cannot write: {exc.strerror}") from None
+        self._placed = True
+
+    def undo(self) -> None:
+        """Put back what the target was before :meth:`place`; remove the staged file."""
+        with contextlib.suppress(FileNotFoundError):
+            if self._placed and self._has_backup:
+                self._backup.replace(self.target)
+            elif self._placed:
+                self.target.unlink()
+        self._placed = False
+        self._discard()
+
+    def finish(self) -> None:
+        """Keep the placed file; drop the backup."""
+        if self._has_backup:
+            with contextlib.suppress(FileNotFoundError):
+                self._backup.unlink()
+        self._discard()
+
+    def _discard(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.temp.unlink()
+
+
+def check_writable_dir(path: Path) -> None:
+    """Refuse early when ``path`` is not an existing directory we can create files in."""
+    if not path.exists():
+        raise FileProblem(path, "output directory does not exist")
+    if not path.is_dir():
+        raise FileProblem(path, "output path is not a directory")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise FileProblem(path, "output directory is not writable")

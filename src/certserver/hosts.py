@@ -1,0 +1,51 @@
+"""Host names and IP addresses that go into a certificate's subjectAltName."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+from cryptography import x509
+
+from certserver.errors import InvalidInput
+
+_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Host:
+    """A DNS name (lowercase, no wildcard) or an IP address, validated once."""
+
+    text: str
+    is_ip: bool
+
+    @classmethod
+    def parse(cls, raw: str) -> Host:
+        text = raw.strip()
+        if not text:
+            raise InvalidInput("empty host name")
+        candidate = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+        try:
+            address = ipaddress.ip_address(candidate)
+        except ValueError:
+            pass
+        else:
+            return cls(str(address), True)
+        name = text.lower().rstrip(".")
+        if "*" in name:
+            raise InvalidInput(f"invalid host {raw!r}: wildcards are not allowed")
+        labels = name.split(".")
+        if len(name) > 253 or not all(_LABEL_RE.fullmatch(label) for label in labels):
+            raise InvalidInput(f"invalid host {raw!r}: not a DNS name or an IP address")
+        if labels[-1].isdigit():
+            raise InvalidInput(f"invalid host {raw!r}: not a valid IP address")
+        return cls(name, False)
+
+    def general_name(self) -> x509.GeneralName:
+        if self.is_ip:
+            return x509.IPAddress(ipaddress.ip_address(self.text))
+        return x509.DNSName(self.text)
+
+    def __str__(self) -> str:
+        return self.text

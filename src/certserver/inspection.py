@@ -1,0 +1,265 @@
+"""What a certificate, key, CSR or package holds, as plain data for a person or a script."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import zipfile
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
+
+from certserver.errors import CertserverError, FileProblem
+from certserver.identity import Identity
+from certserver.keys import describe
+from certserver.package import MANIFEST_NAME
+from certserver.pem import ParseError, parse
+
+Report = dict[str, Any]
+
+MAX_PACKAGE_MEMBERS = 64
+MAX_MEMBER_SIZE = 1 << 20
+
+_EKU_NAMES = {
+    ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth",
+    ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth",
+    ExtendedKeyUsageOID.CODE_SIGNING: "codeSigning",
+    ExtendedKeyUsageOID.EMAIL_PROTECTION: "emailProtection",
+    ExtendedKeyUsageOID.TIME_STAMPING: "timeStamping",
+    ExtendedKeyUsageOID.OCSP_SIGNING: "OCSPSigning",
+}
+_KEY_USAGES = (
+    "digital_signature",
+    "content_commitment",
+    "key_encipherment",
+    "data_encipherment",
+    "key_agreement",
+    "key_cert_sign",
+    "crl_sign",
+)
+
+
+def inspect_bytes(data: bytes, source: str, now: dt.datetime) -> list[Report]:
+    """Describe everything in ``data``; raises FileProblem naming ``source`` when unreadable."""
+    if data.startswith(b"PK\x03\x04"):
+        return [_package(data, source, now)]
+    try:
+        parsed = parse(data)
+    except ParseError as exc:
+        raise FileProblem(source, str(exc)) from None
+    reports: list[Report] = [certificate(cert, now) for cert in parsed.certificates]
+    reports += [csr(request) for request in parsed.csrs]
+    reports += [private_key(key) for key in parsed.private_keys]
+    reports += [{"kind": "encrypted-private-key"} for _ in range(parsed.encrypted_keys)]
+    reports += [public_key(key) for key in parsed.public_keys]
+    for report in reports:
+        report["encoding"] = parsed.encoding
+    return reports
+
+
+def certificate(cert: x509.Certificate, now: dt.datetime) -> Report:
+    not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
+    if now < not_before:
+        status = "not yet valid"
+    elif now > not_after:
+        status = "expired"
+    else:
+        status = "valid"
+    public = cert.public_key()
+    return {
+        "kind": "certificate",
+        "subject": cert.subject.rfc4514_string(),
+        "issuer": cert.issuer.rfc4514_string(),
+        "self_signed": cert.subject == cert.issuer,
+        "serial": format(cert.serial_number, "x"),
+        "serial_bits": cert.serial_number.bit_length(),
+        "not_before": _iso(not_before),
+        "not_after": _iso(not_after),
+        "days_left": (not_after - now).days,
+        "status": status,
+        "key": str(describe(public)),
+        "signature_algorithm": _signature_name(cert),
+        "fingerprint_sha256": cert.fingerprint(hashes.SHA256()).hex(),
+        "fingerprint_sha1": cert.fingerprint(hashes.SHA1()).hex(),  # noqa: S303 - display only
+        "sans": _sans(cert.extensions),
+        "identity": _identity(cert.extensions),
+        "extensions": [_extension(ext) for ext in cert.extensions],
+    }
+
+
+def csr(request: x509.CertificateSigningRequest) -> Report:
+    return {
+        "kind": "csr",
+        "subject": request.subject.rfc4514_string(),
+        "signature_valid": request.is_signature_valid,
+        "key": str(describe(request.public_key())),
+        "sans": _sans(request.extensions),
+        "identity": _identity(request.extensions),
+        "extensions": [_extension(ext) for ext in request.extensions],
+    }
+
+
+def private_key(key: object) -> Report:
+    public = key.public_key()  # type: ignore[attr-defined]
+    return {
+        "kind": "private-key",
+        "key": str(describe(key)),
+        "public_key_sha256": _spki_sha256(public),
+    }
+
+
+def public_key(key: object) -> Report:
+    return {"kind": "public-key", "key": str(describe(key)), "public_key_sha256": _spki_sha256(key)}
+
+
+def _package(data: bytes, source: str, now: dt.datetime) -> Report:
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        infos = archive.infolist()
+    except zipfile.BadZipFile as exc:
+        raise FileProblem(source, f"damaged zip: {exc}") from None
+    if len(infos) > MAX_PACKAGE_MEMBERS:
+        raise FileProblem(source, f"zip has {len(infos)} members, more than a package holds")
+    contents: dict[str, bytes] = {}
+    for info in infos:
+        if info.is_dir():
+            continue
+        if info.file_size > MAX_MEMBER_SIZE:
+            raise FileProblem(source, f"zip member {info.filename} is too large for a package")
+        try:
+            contents[info.filename] = archive.read(info)
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise FileProblem(source, f"zip member {info.filename} is damaged: {exc}") from None
+    if MANIFEST_NAME not in contents:
+        raise FileProblem(source, f"zip has no {MANIFEST_NAME}: not a certserver package")
+    try:
+        manifest = json.loads(contents[MANIFEST_NAME])
+        listed = {row["path"]: row["sha256"] for row in manifest["files"]}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise FileProblem(source, f"{MANIFEST_NAME} is damaged: {exc}") from None
+    problems = []
+    for path, digest in sorted(listed.items()):
+        if path not in contents:
+            problems.append(f"{path}: listed in the manifest but missing")
+        elif hashlib.sha256(contents[path]).hexdigest() != digest:
+            problems.append(f"{path}: SHA-256 does not match the manifest")
+    problems += [
+        f"{path}: not listed in the manifest"
+        for path in sorted(contents)
+        if path != MANIFEST_NAME and path not in listed
+    ]
+    members: list[Report] = []
+    for path in sorted(listed):
+        if path not in contents:
+            continue
+        try:
+            found = inspect_bytes(contents[path], f"{source}:{path}", now)
+        except CertserverError as exc:
+            problems.append(str(exc))
+            continue
+        members.append({"path": path, "mode": _mode(archive.getinfo(path)), "contents": found})
+    return {
+        "kind": "package",
+        "deployment": manifest.get("deployment"),
+        "ccid": manifest.get("ccid"),
+        "created_at": manifest.get("created_at"),
+        "format_version": manifest.get("format_version"),
+        "package_version": manifest.get("package_version"),
+        "manifest_ok": not problems,
+        "problems": problems,
+        "members": members,
+    }
+
+
+def _mode(info: zipfile.ZipInfo) -> str:
+    return f"{(info.external_attr >> 16) & 0o777:04o}"
+
+
+def _identity(extensions: x509.Extensions) -> Report | None:
+    try:
+        san = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+    uris = san.get_values_for_type(x509.UniformResourceIdentifier)
+    spiffe = [uri for uri in uris if uri.startswith("spiffe://")]
+    if not spiffe:
+        return None
+    if len(uris) != 1:
+        return {"error": f"{len(uris)} URI SANs; a SPIFFE ID must be the only one"}
+    try:
+        identity = Identity.from_spiffe_id(spiffe[0])
+    except CertserverError as exc:
+        return {"spiffe_id": spiffe[0], "error": exc.message}
+    return {
+        "spiffe_id": identity.spiffe_id,
+        "ccid": identity.ccid.value,
+        "component": identity.component.folder,
+    }
+
+
+def _sans(extensions: x509.Extensions) -> list[str]:
+    try:
+        san = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [_general_name(name) for name in san]
+
+
+def _general_name(name: x509.GeneralName) -> str:
+    if isinstance(name, x509.DNSName):
+        return f"DNS:{name.value}"
+    if isinstance(name, x509.IPAddress):
+        return f"IP:{name.value}"
+    if isinstance(name, x509.UniformResourceIdentifier):
+        return f"URI:{name.value}"
+    if isinstance(name, x509.RFC822Name):
+        return f"email:{name.value}"
+    return f"{type(name).__name__}:{name.value}"
+
+
+def _extension(ext: x509.Extension[x509.ExtensionType]) -> Report:
+    value = ext.value
+    text: str
+    if isinstance(value, x509.BasicConstraints):
+        text = f"CA:{'TRUE' if value.ca else 'FALSE'}"
+        if value.path_length is not None:
+            text += f", pathlen:{value.path_length}"
+    elif isinstance(value, x509.KeyUsage):
+        used = [name for name in _KEY_USAGES if getattr(value, name)]
+        if value.key_agreement:
+            used += [n for n in ("encipher_only", "decipher_only") if getattr(value, n)]
+        text = ", ".join(used)
+    elif isinstance(value, x509.ExtendedKeyUsage):
+        text = ", ".join(_EKU_NAMES.get(oid, oid.dotted_string) for oid in value)
+    elif isinstance(value, x509.SubjectAlternativeName):
+        text = ", ".join(_general_name(name) for name in value)
+    elif isinstance(value, x509.SubjectKeyIdentifier):
+        text = value.digest.hex()
+    elif isinstance(value, x509.AuthorityKeyIdentifier):
+        text = value.key_identifier.hex() if value.key_identifier else "(issuer and serial)"
+    else:
+        text = str(value)
+    name = ext.oid._name if ext.oid._name != "Unknown OID" else ext.oid.dotted_string
+    if ext.oid == ExtensionOID.SUBJECT_ALTERNATIVE_NAME:
+        name = "subjectAltName"
+    return {"name": name, "critical": ext.critical, "value": text}
+
+
+def _signature_name(cert: x509.Certificate) -> str:
+    oid = cert.signature_algorithm_oid
+    return oid._name if oid._name != "Unknown OID" else oid.dotted_string
+
+
+def _spki_sha256(key: object) -> str:
+    der = key.public_bytes(  # type: ignore[attr-defined]
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).hexdigest()
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

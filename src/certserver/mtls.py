@@ -1,0 +1,191 @@
+"""Mutual TLS between components: SSL contexts from a component folder, and the peer check.
+
+A handshake proves only that the peer's chain verifies to the trust anchors. Who the peer
+is comes from :class:`PeerCheck`: its SPIFFE ID must name this deployment's CCID and an
+allowed component. That second step is what keeps two deployments apart when one
+enterprise root signs both, so call it on every connection::
+
+    creds = ComponentCredentials.from_folder(Path("/usr/local/osmosix/ssl/ccm"))
+    server = creds.server_context()
+    check = creds.peer_check(allowed={Component.CCO, Component.GUA})
+    ...
+    identity = check.verify(tls_socket)   # raises PeerRefused with the reason
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import ssl
+import tempfile
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+
+from certserver.errors import CertserverError, FileProblem, IdentityError, PeerRefused
+from certserver.identity import Ccid, Component, Identity
+
+
+class RefusalReason(enum.Enum):
+    NO_CERTIFICATE = "no-certificate"
+    NO_IDENTITY = "no-identity"
+    OTHER_DEPLOYMENT = "other-deployment"
+    COMPONENT_NOT_ALLOWED = "component-not-allowed"
+
+
+def identity_of(cert: x509.Certificate) -> Identity:
+    """The (CCID, component) in a certificate's single SPIFFE URI SAN."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        raise IdentityError("certificate has no subjectAltName, so no identity") from None
+    uris = san.get_values_for_type(x509.UniformResourceIdentifier)
+    if len(uris) != 1:
+        raise IdentityError(f"certificate has {len(uris)} URI SANs; an identity needs exactly one")
+    return Identity.from_spiffe_id(uris[0])
+
+
+@dataclass(frozen=True, slots=True)
+class PeerCheck:
+    """Accepts a peer only with this deployment's CCID and an allowed component."""
+
+    ccid: Ccid
+    allowed: frozenset[Component] = frozenset(Component)
+
+    def verify(self, connection: ssl.SSLSocket | ssl.SSLObject) -> Identity:
+        """The identity of the peer of a completed handshake, or :class:`PeerRefused`."""
+        der = connection.getpeercert(binary_form=True)
+        if not der:
+            raise PeerRefused(RefusalReason.NO_CERTIFICATE.value, "peer sent no certificate")
+        return self.verify_certificate(x509.load_der_x509_certificate(der))
+
+    def verify_certificate(self, cert: x509.Certificate) -> Identity:
+        try:
+            identity = identity_of(cert)
+        except IdentityError as exc:
+            raise PeerRefused(RefusalReason.NO_IDENTITY.value, f"peer refused: {exc}") from None
+        if identity.ccid != self.ccid:
+            raise PeerRefused(
+                RefusalReason.OTHER_DEPLOYMENT.value,
+                f"peer refused: {identity.spiffe_id} belongs to deployment {identity.ccid}, "
+                f"not this deployment ({self.ccid})",
+            )
+        if identity.component not in self.allowed:
+            allowed = ", ".join(sorted(c.folder for c in self.allowed)) or "none"
+            raise PeerRefused(
+                RefusalReason.COMPONENT_NOT_ALLOWED.value,
+                f"peer refused: component {identity.component} is not allowed here "
+                f"(allowed: {allowed})",
+            )
+        return identity
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentCredentials:
+    """One component's files, as extracted from a package or installed on its host."""
+
+    identity: Identity
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+    chain_file: Path | None
+
+    @classmethod
+    def from_folder(cls, folder: Path, component: Component | None = None) -> ComponentCredentials:
+        """Read ``folder`` (e.g. ``ssl/ccm``); the component comes from the files if not given."""
+        component = component or _component_in(folder)
+        cert_file = folder / component.cert_file
+        try:
+            cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+        except OSError as exc:
+            raise FileProblem(cert_file, f"cannot read: {exc.strerror}") from None
+        except ValueError:
+            raise FileProblem(cert_file, "not a PEM certificate") from None
+        try:
+            identity = identity_of(cert)
+        except IdentityError as exc:
+            raise FileProblem(cert_file, exc.message) from None
+        if identity.component is not component:
+            raise FileProblem(
+                cert_file, f"certificate is for {identity.component}, not {component}"
+            )
+        chain = folder / component.chain_file if component.chain_file else None
+        return cls(
+            identity=identity,
+            cert_file=cert_file,
+            key_file=folder / component.key_file,
+            ca_file=folder / component.ca_file,
+            chain_file=chain if chain is not None and chain.exists() else None,
+        )
+
+    def peer_check(self, allowed: Collection[Component] | None = None) -> PeerCheck:
+        return PeerCheck(self.identity.ccid, frozenset(Component if allowed is None else allowed))
+
+    def server_context(self) -> ssl.SSLContext:
+        """TLS 1.2+, a client certificate required and verified against ``ca_file``."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._configure(context)
+        return context
+
+    def client_context(self, *, check_hostname: bool = True) -> ssl.SSLContext:
+        """TLS 1.2+, the server verified against ``ca_file``; presents this component's cert.
+
+        ``check_hostname=False`` authenticates the server by its identity alone (SPIFFE style);
+        then :meth:`PeerCheck.verify` is the only check of who the server is.
+        """
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = check_hostname
+        self._configure(context)
+        return context
+
+    def _configure(self, context: ssl.SSLContext) -> None:
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.verify_flags |= ssl.VERIFY_X509_STRICT
+        try:
+            context.load_verify_locations(cafile=str(self.ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise FileProblem(self.ca_file, f"cannot load trust anchors: {_reason(exc)}") from None
+        self._load_chain(context)
+
+    def _load_chain(self, context: ssl.SSLContext) -> None:
+        if self.chain_file is None:
+            self._load_pair(context, self.cert_file)
+            return
+        # ssl wants leaf and intermediates in one file; they are public, the key stays put.
+        fd, combined = tempfile.mkstemp(suffix=".pem")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(self.cert_file.read_bytes() + self.chain_file.read_bytes())
+            self._load_pair(context, Path(combined))
+        finally:
+            Path(combined).unlink(missing_ok=True)
+
+    def _load_pair(self, context: ssl.SSLContext, cert_file: Path) -> None:
+        try:
+            context.load_cert_chain(certfile=str(cert_file), keyfile=str(self.key_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise FileProblem(
+                self.key_file, f"cannot load key and certificate: {_reason(exc)}"
+            ) from None
+
+
+def _component_in(folder: Path) -> Component:
+    try:
+        return Component.from_folder(folder.name)
+    except CertserverError:
+        pass
+    found = [c for c in Component if (folder / c.cert_file).is_file()]
+    if len(found) != 1:
+        raise FileProblem(folder, "not a component folder (no single component certificate)")
+    return found[0]
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return str(exc.reason).lower().replace("_", " ")
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return type(exc).__name__

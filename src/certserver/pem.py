@@ -1,0 +1,140 @@
+"""The one tolerant reader of certificates, keys and CSRs (PEM, DER, PKCS#7), and the writer.
+
+Everything that reads certificate material from a user goes through :func:`parse`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs7
+
+from certserver.keys import PrivateKey
+
+_BLOCK_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
+_CERT_LABELS = {b"CERTIFICATE", b"TRUSTED CERTIFICATE", b"X509 CERTIFICATE"}
+_CSR_LABELS = {b"CERTIFICATE REQUEST", b"NEW CERTIFICATE REQUEST"}
+_KEY_LABELS = {b"PRIVATE KEY", b"RSA PRIVATE KEY", b"EC PRIVATE KEY"}
+
+
+class ParseError(ValueError):
+    """Raised with a short reason (never the input bytes)."""
+
+
+@dataclass
+class Parsed:
+    """Everything found in one input, in the order it appeared."""
+
+    certificates: list[x509.Certificate] = field(default_factory=list)
+    csrs: list[x509.CertificateSigningRequest] = field(default_factory=list)
+    private_keys: list[PrivateKey] = field(default_factory=list)
+    encrypted_keys: int = 0
+    public_keys: list[object] = field(default_factory=list)
+    encoding: str = "PEM"
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.certificates
+            or self.csrs
+            or self.private_keys
+            or self.encrypted_keys
+            or self.public_keys
+        )
+
+
+def parse(data: bytes) -> Parsed:
+    """Read every certificate, CSR and key in ``data`` (PEM with any number of blocks, or DER).
+
+    Raises :class:`ParseError` when nothing usable is found or a block is damaged.
+    """
+    if b"-----BEGIN " in data:
+        return _parse_pem(data)
+    return _parse_der(data)
+
+
+def _parse_pem(data: bytes) -> Parsed:
+    found = Parsed(encoding="PEM")
+    for match in _BLOCK_RE.finditer(data):
+        label, body = match.group(1), match.group(0)
+        try:
+            if label in _CERT_LABELS:
+                found.certificates.append(x509.load_pem_x509_certificate(_as_cert_label(body)))
+            elif label in _CSR_LABELS:
+                found.csrs.append(x509.load_pem_x509_csr(body))
+            elif label == b"ENCRYPTED PRIVATE KEY" or (
+                label in _KEY_LABELS and b"Proc-Type: 4,ENCRYPTED" in body
+            ):
+                found.encrypted_keys += 1
+            elif label in _KEY_LABELS:
+                found.private_keys.append(
+                    _private_key(serialization.load_pem_private_key(body, None))
+                )
+            elif label == b"PKCS7":
+                found.certificates.extend(pkcs7.load_pem_pkcs7_certificates(body))
+            elif label == b"PUBLIC KEY":
+                found.public_keys.append(serialization.load_pem_public_key(body))
+        except ParseError:
+            raise
+        except (ValueError, TypeError) as exc:
+            raise ParseError(f"damaged {label.decode().lower()} block: {_reason(exc)}") from None
+    if found.empty:
+        raise ParseError("no certificate, key or CSR in PEM input")
+    return found
+
+
+def _as_cert_label(block: bytes) -> bytes:
+    if block.startswith(b"-----BEGIN CERTIFICATE-----"):
+        return block
+    body = block.split(b"\n", 1)[1].rsplit(b"-----END", 1)[0]
+    return b"-----BEGIN CERTIFICATE-----\n" + body + b"-----END CERTIFICATE-----\n"
+
+
+def _parse_der(data: bytes) -> Parsed:
+    found = Parsed(encoding="DER")
+    loaders: tuple[Callable[[], None], ...] = (
+        lambda: found.certificates.append(x509.load_der_x509_certificate(data)),
+        lambda: found.csrs.append(x509.load_der_x509_csr(data)),
+        lambda: found.private_keys.append(
+            _private_key(serialization.load_der_private_key(data, None))
+        ),
+        lambda: found.certificates.extend(pkcs7.load_der_pkcs7_certificates(data)),
+        lambda: found.public_keys.append(serialization.load_der_public_key(data)),
+    )
+    for load in loaders:
+        try:
+            load()
+        except TypeError as exc:
+            if "encrypted" in str(exc).lower() or "password" in str(exc).lower():
+                found.encrypted_keys += 1
+                return found
+        except (ValueError, ParseError):
+            continue
+        else:
+            return found
+    raise ParseError("not a certificate, key, CSR or PKCS#7 bundle in PEM or DER")
+
+
+def _private_key(key: object) -> PrivateKey:
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        return key
+    raise ParseError(f"unsupported private key type {type(key).__name__}")
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:120]
+
+
+def certificate_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def certificates_pem(certs: list[x509.Certificate]) -> bytes:
+    return b"".join(certificate_pem(cert) for cert in certs)

@@ -1,0 +1,358 @@
+"""The use cases. The CLI (and later the API and the web page) call only this module."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from cryptography import x509
+
+from certserver import package
+from certserver.authority import CertificateAuthority
+from certserver.config import Settings
+from certserver.errors import DeploymentExists, MasterKeyError, StoreMissing, TargetExists
+from certserver.files import StagedFile, check_writable_dir, ensure_private_dir
+from certserver.hosts import Host
+from certserver.identity import Ccid, Component, DeploymentName, Identity
+from certserver.keys import KeySpec, to_pkcs8_der
+from certserver.masterkey import MasterKey
+from certserver.package import ComponentMaterial, DeploymentMaterial, fingerprint
+from certserver.profiles import COMPONENT_VALIDITY_DAYS, DEFAULT_ORGANIZATION, Organization
+from certserver.store import (
+    AuthorityRecord,
+    CertificateRecord,
+    DeploymentRecord,
+    DeploymentSummary,
+    Store,
+)
+
+Clock = Callable[[], dt.datetime]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRequest:
+    name: DeploymentName
+    out_dir: Path
+    organization: Organization = DEFAULT_ORGANIZATION
+    hosts: Mapping[Component, Sequence[Host]] | None = None
+    key_spec: KeySpec = KeySpec.EC_P256
+    validity_days: int = COMPONENT_VALIDITY_DAYS
+    force: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentView:
+    component: Component
+    serial: str
+    fingerprint: str
+    hosts: tuple[Host, ...]
+    not_before: dt.datetime
+    not_after: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentView:
+    name: DeploymentName
+    ccid: Ccid
+    organization: str
+    key_spec: KeySpec
+    created_at: dt.datetime
+    package_version: int
+    ca_subject: str
+    ca_fingerprint: str
+    ca_not_after: dt.datetime
+    components: tuple[ComponentView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CreateResult:
+    deployment: DeploymentView
+    package_path: Path
+
+
+class CertServer:
+    """certserver's use cases over one store and master key, opened on first use."""
+
+    def __init__(self, settings: Settings, clock: Clock = utc_now) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._store: Store | None = None
+        self._key: MasterKey | None = None
+        self._writable = False
+
+    def __enter__(self) -> CertServer:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    # -- use cases -------------------------------------------------------------------------
+
+    def create_deployment(self, request: CreateRequest) -> CreateResult:
+        """CCID, CA and every component's certificate; rows in the store; the package on disk.
+
+        Either all of it happens or none: a failure leaves no zip and no rows behind.
+        """
+        target = request.out_dir / package.package_file_name(request.name)
+        check_writable_dir(request.out_dir)
+        store, key = self._open(create=True)
+        if store.deployment_exists(request.name):
+            raise DeploymentExists(f"deployment {request.name} already exists")
+        if target.exists() and not request.force:
+            raise TargetExists(target, "already exists (use --force to replace it)")
+
+        material, ca_key_der = self._mint(request)
+        record = _record(material, ca_key_der, request, key)
+        staged = StagedFile(target, package.build(material))
+        try:
+            with store.transaction() as connection:
+                store.add_deployment(connection, record)
+                staged.place(replace=request.force)
+        except BaseException:
+            staged.undo()
+            raise
+        staged.finish()
+        return CreateResult(_view(record), target)
+
+    def list_deployments(self) -> Sequence[DeploymentSummary]:
+        store, _ = self._open(create=False)
+        return store.list_deployments()
+
+    def show_deployment(self, name: DeploymentName) -> DeploymentView:
+        store, _ = self._open(create=False)
+        return _view(store.get_deployment(name))
+
+    def package_bytes(self, name: DeploymentName) -> tuple[str, bytes]:
+        """The package's file name and bytes, made again from the store."""
+        store, key = self._open(create=False)
+        material = _material(store.get_deployment(name), key)
+        return material.file_name, package.build(material)
+
+    def export_package(self, name: DeploymentName, out_dir: Path, *, force: bool) -> Path:
+        check_writable_dir(out_dir)
+        file_name, data = self.package_bytes(name)
+        staged = StagedFile(out_dir / file_name, data)
+        try:
+            staged.place(replace=force)
+        except BaseException:
+            staged.undo()
+            raise
+        staged.finish()
+        return staged.target
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _mint(self, request: CreateRequest) -> tuple[DeploymentMaterial, bytes]:
+        """The deployment's material and its CA key (PKCS#8 DER), all in memory."""
+        now = self.clock().astimezone(dt.UTC).replace(microsecond=0)
+        ccid = Ccid.generate()
+        spec = request.key_spec
+        ca = CertificateAuthority.create(request.name, ccid, request.organization, spec, now)
+        hosts = request.hosts or {}
+        components = []
+        for component in Component:
+            component_key = spec.generate()
+            cert = ca.issue(
+                Identity(ccid, component),
+                component_key.public_key(),
+                spec,
+                request.organization,
+                hosts.get(component, ()),
+                now,
+                request.validity_days,
+            )
+            components.append(ComponentMaterial(component, cert, to_pkcs8_der(component_key)))
+        material = DeploymentMaterial(
+            name=request.name,
+            ccid=ccid,
+            organization=request.organization.value,
+            created_at=now,
+            anchors=(ca.certificate,),
+            intermediates=(),
+            components=tuple(components),
+        )
+        return material, to_pkcs8_der(ca.key)
+
+    def _open(self, *, create: bool) -> tuple[Store, MasterKey]:
+        """The store and the master key that belongs to it; checks that they match."""
+        if self._store is not None and self._key is not None and (self._writable or not create):
+            return self._store, self._key
+        settings = self.settings
+        key_path = settings.master_key_file
+        sqlite = settings.sqlite_path
+        if create:
+            ensure_private_dir(settings.home)
+            if (
+                sqlite is not None
+                and not sqlite.exists()
+                and settings.master_key_is_default
+                and key_path.exists()
+            ):
+                raise StoreMissing(
+                    f"{sqlite}: store is missing but its master key {key_path} exists; "
+                    "restore the store, or move the key away to start a new one"
+                )
+        store = Store.open(settings.database_url, create=create, busy_timeout=settings.busy_timeout)
+        try:
+            key = self._master_key(store, create=create)
+        except BaseException:
+            store.close()
+            raise
+        self.close()
+        self._store, self._key, self._writable = store, key, create
+        return store, key
+
+    def _master_key(self, store: Store, *, create: bool) -> MasterKey:
+        path = self.settings.master_key_file
+        expected = store.master_key_id()
+        if expected is None:
+            if path.exists():
+                key = MasterKey.load(path)
+            elif create and self.settings.master_key_is_default:
+                key = MasterKey.create(path)
+            else:
+                raise MasterKeyError(f"{path}: master key file is missing")
+            if create:
+                store.record_master_key_id(key.key_id)
+            return key
+        try:
+            key = MasterKey.load(path)
+        except MasterKeyError as exc:
+            raise MasterKeyError(
+                f"{exc.message} (store {store.location} is sealed with key id {expected}; "
+                "certserver never makes a new key for an existing store)"
+            ) from None
+        if key.key_id != expected:
+            raise MasterKeyError(
+                f"{path}: wrong master key for store {store.location} "
+                f"(file has key id {key.key_id}, store expects {expected})"
+            )
+        return key
+
+
+def _seal_context(kind: str, ccid: Ccid, cert: x509.Certificate) -> bytes:
+    return f"certserver:{kind}:{ccid}:{fingerprint(cert)}".encode()
+
+
+def _record(
+    material: DeploymentMaterial, ca_key_der: bytes, request: CreateRequest, key: MasterKey
+) -> DeploymentRecord:
+    ca_cert = material.anchors[0]
+    ccid = material.ccid
+    hosts = request.hosts or {}
+    return DeploymentRecord(
+        name=material.name,
+        ccid=ccid,
+        organization=material.organization,
+        key_spec=request.key_spec,
+        package_version=material.package_version,
+        created_at=material.created_at,
+        authority=AuthorityRecord(
+            cert_der=_der(ca_cert),
+            key_sealed=key.seal(ca_key_der, _seal_context("ca", ccid, ca_cert)),
+            serial=format(ca_cert.serial_number, "x"),
+            fingerprint=fingerprint(ca_cert),
+            subject=ca_cert.subject.rfc4514_string(),
+            not_before=ca_cert.not_valid_before_utc,
+            not_after=ca_cert.not_valid_after_utc,
+        ),
+        certificates=tuple(
+            CertificateRecord(
+                component=item.component,
+                cert_der=_der(item.certificate),
+                key_sealed=key.seal(
+                    item.key_pkcs8_der,
+                    _seal_context(item.component.folder, ccid, item.certificate),
+                ),
+                serial=format(item.certificate.serial_number, "x"),
+                fingerprint=fingerprint(item.certificate),
+                hosts=tuple(hosts.get(item.component, ())),
+                not_before=item.certificate.not_valid_before_utc,
+                not_after=item.certificate.not_valid_after_utc,
+            )
+            for item in material.components
+        ),
+    )
+
+
+def _material(record: DeploymentRecord, key: MasterKey) -> DeploymentMaterial:
+    ca_cert = x509.load_der_x509_certificate(record.authority.cert_der)
+    components = []
+    for cert_record in record.certificates:
+        cert = x509.load_der_x509_certificate(cert_record.cert_der)
+        context = _seal_context(cert_record.component.folder, record.ccid, cert)
+        components.append(
+            ComponentMaterial(
+                cert_record.component, cert, key.unseal(cert_record.key_sealed, context)
+            )
+        )
+    return DeploymentMaterial(
+        name=record.name,
+        ccid=record.ccid,
+        organization=record.organization,
+        created_at=record.created_at,
+        anchors=(ca_cert,),
+        intermediates=(),
+        components=tuple(components),
+        package_version=record.package_version,
+    )
+
+
+def _view(record: DeploymentRecord) -> DeploymentView:
+    return DeploymentView(
+        name=record.name,
+        ccid=record.ccid,
+        organization=record.organization,
+        key_spec=record.key_spec,
+        created_at=record.created_at,
+        package_version=record.package_version,
+        ca_subject=record.authority.subject,
+        ca_fingerprint=record.authority.fingerprint,
+        ca_not_after=record.authority.not_after,
+        components=tuple(
+            ComponentView(
+                component=cert.component,
+                serial=cert.serial,
+                fingerprint=cert.fingerprint,
+                hosts=cert.hosts,
+                not_before=cert.not_before,
+                not_after=cert.not_after,
+            )
+            for cert in record.certificates
+        ),
+    )
+
+
+def _der(cert: x509.Certificate) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return cert.public_bytes(Encoding.DER)
+
+
+def merge_hosts(
+    pairs: Iterable[tuple[str, Sequence[Host]]],
+) -> dict[Component, tuple[Host, ...]]:
+    """``--host`` values to hosts per component; ``all`` applies to every component."""
+    merged: dict[Component, list[Host]] = {}
+    for target, hosts in pairs:
+        components = (
+            list(Component) if target.strip().lower() == "all" else [Component.parse(target)]
+        )
+        for component in components:
+            bucket = merged.setdefault(component, [])
+            bucket.extend(host for host in hosts if host not in bucket)
+    return {component: tuple(hosts) for component, hosts in merged.items()}

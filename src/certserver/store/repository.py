@@ -1,0 +1,323 @@
+"""The store: one class over SQLAlchemy Core, returning plain records."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, Engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
+
+from certserver.errors import (
+    DeploymentExists,
+    DeploymentNotFound,
+    StoreCorrupt,
+    StoreError,
+    StoreLocked,
+    StoreMissing,
+)
+from certserver.files import create_secret_file
+from certserver.hosts import Host
+from certserver.identity import Ccid, Component, DeploymentName
+from certserver.keys import KeySpec
+from certserver.store import migrate
+from certserver.store.tables import authorities, certificates, deployments, store_meta
+
+ACTIVE = "active"
+_MASTER_KEY_ID = "master_key_id"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorityRecord:
+    cert_der: bytes
+    key_sealed: bytes
+    serial: str
+    fingerprint: str
+    subject: str
+    not_before: dt.datetime
+    not_after: dt.datetime
+    status: str = ACTIVE
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateRecord:
+    component: Component
+    cert_der: bytes
+    key_sealed: bytes
+    serial: str
+    fingerprint: str
+    hosts: tuple[Host, ...]
+    not_before: dt.datetime
+    not_after: dt.datetime
+    status: str = ACTIVE
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentRecord:
+    name: DeploymentName
+    ccid: Ccid
+    organization: str
+    key_spec: KeySpec
+    package_version: int
+    created_at: dt.datetime
+    authority: AuthorityRecord
+    certificates: tuple[CertificateRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentSummary:
+    name: DeploymentName
+    ccid: Ccid
+    key_spec: KeySpec
+    created_at: dt.datetime
+    next_expiry: dt.datetime | None
+
+
+class Store:
+    """Deployments, authorities and certificates in SQLite or PostgreSQL."""
+
+    def __init__(self, engine: Engine, location: str) -> None:
+        self.engine = engine
+        self.location = location
+
+    @classmethod
+    def open(cls, url: str, *, create: bool, busy_timeout: float = 5.0) -> Store:
+        """Open the store at ``url``; ``create`` allows making a new one (and migrating)."""
+        parsed = make_url(url)
+        location = parsed.render_as_string(hide_password=True)
+        if parsed.get_backend_name() == "sqlite":
+            location = _prepare_sqlite(parsed, create=create)
+            engine = sa.create_engine(parsed, connect_args={"timeout": busy_timeout})
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = sa.create_engine(parsed, connect_args={"connect_timeout": 10})
+        store = cls(engine, location)
+        with store._errors(), engine.begin() as connection:
+            if create:
+                migrate.upgrade(connection)
+            elif migrate.current_revision(connection) is None:
+                raise StoreMissing(f"{location}: no certificate store here (nothing created yet)")
+            elif migrate.current_revision(connection) != migrate.SCHEMA_HEAD:
+                migrate.upgrade(connection)
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Turn driver errors into one-line store errors that name the store."""
+        try:
+            yield
+        except IntegrityError:
+            raise
+        except OperationalError as exc:
+            text = str(exc.orig).splitlines()[0] if exc.orig else str(exc)
+            if "locked" in text or "busy" in text:
+                raise StoreLocked(f"{self.location}: store is locked by another process") from None
+            if "malformed" in text or "not a database" in text:
+                raise StoreCorrupt(f"{self.location}: store is corrupt ({text})") from None
+            raise StoreError(f"{self.location}: {text}") from None
+        except DatabaseError as exc:
+            text = str(exc.orig).splitlines()[0] if exc.orig else str(exc)
+            if "malformed" in text or "not a database" in text:
+                raise StoreCorrupt(f"{self.location}: store is corrupt ({text})") from None
+            raise StoreError(f"{self.location}: {text}") from None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self._errors(), self.engine.begin() as connection:
+            yield connection
+
+    def master_key_id(self) -> str | None:
+        with self.transaction() as connection:
+            return connection.scalar(
+                sa.select(store_meta.c.value).where(store_meta.c.key == _MASTER_KEY_ID)
+            )
+
+    def record_master_key_id(self, key_id: str) -> None:
+        with self.transaction() as connection:
+            connection.execute(sa.insert(store_meta).values(key=_MASTER_KEY_ID, value=key_id))
+
+    def deployment_exists(self, name: DeploymentName) -> bool:
+        with self.transaction() as connection:
+            found = connection.scalar(
+                sa.select(deployments.c.id).where(deployments.c.name == name.value)
+            )
+        return found is not None
+
+    def add_deployment(self, connection: Connection, record: DeploymentRecord) -> None:
+        """Insert a deployment with its authority and certificates on ``connection``."""
+        try:
+            deployment_key = connection.execute(
+                sa.insert(deployments).values(
+                    name=record.name.value,
+                    ccid=record.ccid.value,
+                    organization=record.organization,
+                    key_type=record.key_spec.value,
+                    package_version=record.package_version,
+                    created_at=record.created_at,
+                )
+            ).inserted_primary_key
+        except IntegrityError:
+            raise DeploymentExists(f"deployment {record.name} already exists") from None
+        assert deployment_key is not None
+        deployment_id = deployment_key[0]
+        ca = record.authority
+        authority_key = connection.execute(
+            sa.insert(authorities).values(
+                deployment_id=deployment_id,
+                serial=ca.serial,
+                fingerprint=ca.fingerprint,
+                subject=ca.subject,
+                cert_der=ca.cert_der,
+                key_sealed=ca.key_sealed,
+                not_before=ca.not_before,
+                not_after=ca.not_after,
+                status=ca.status,
+            )
+        ).inserted_primary_key
+        assert authority_key is not None
+        authority_id = authority_key[0]
+        connection.execute(
+            sa.insert(certificates),
+            [
+                {
+                    "deployment_id": deployment_id,
+                    "authority_id": authority_id,
+                    "component": cert.component.folder,
+                    "serial": cert.serial,
+                    "fingerprint": cert.fingerprint,
+                    "hosts": json.dumps([host.text for host in cert.hosts]),
+                    "cert_der": cert.cert_der,
+                    "key_sealed": cert.key_sealed,
+                    "not_before": cert.not_before,
+                    "not_after": cert.not_after,
+                    "status": cert.status,
+                }
+                for cert in record.certificates
+            ],
+        )
+
+    def get_deployment(self, name: DeploymentName) -> DeploymentRecord:
+        with self.transaction() as connection:
+            row = connection.execute(
+                sa.select(deployments).where(deployments.c.name == name.value)
+            ).one_or_none()
+            if row is None:
+                raise DeploymentNotFound(f"no deployment named {name}")
+            ca = connection.execute(
+                sa.select(authorities).where(
+                    authorities.c.deployment_id == row.id, authorities.c.status == ACTIVE
+                )
+            ).one()
+            certs = connection.execute(
+                sa.select(certificates)
+                .where(certificates.c.deployment_id == row.id, certificates.c.status == ACTIVE)
+                .order_by(certificates.c.id)
+            ).all()
+        return DeploymentRecord(
+            name=DeploymentName(row.name),
+            ccid=Ccid(row.ccid),
+            organization=row.organization,
+            key_spec=KeySpec(row.key_type),
+            package_version=row.package_version,
+            created_at=row.created_at,
+            authority=AuthorityRecord(
+                cert_der=ca.cert_der,
+                key_sealed=ca.key_sealed,
+                serial=ca.serial,
+                fingerprint=ca.fingerprint,
+                subject=ca.subject,
+                not_before=ca.not_before,
+                not_after=ca.not_after,
+                status=ca.status,
+            ),
+            certificates=tuple(_certificate(cert) for cert in certs),
+        )
+
+    def list_deployments(self) -> Sequence[DeploymentSummary]:
+        expiry = (
+            sa.select(sa.func.min(certificates.c.not_after))
+            .where(
+                certificates.c.deployment_id == deployments.c.id,
+                certificates.c.status == ACTIVE,
+            )
+            .scalar_subquery()
+        )
+        with self.transaction() as connection:
+            rows = connection.execute(
+                sa.select(
+                    deployments.c.name,
+                    deployments.c.ccid,
+                    deployments.c.key_type,
+                    deployments.c.created_at,
+                    expiry.label("next_expiry"),
+                ).order_by(deployments.c.name)
+            ).all()
+        return [
+            DeploymentSummary(
+                name=DeploymentName(row.name),
+                ccid=Ccid(row.ccid),
+                key_spec=KeySpec(row.key_type),
+                created_at=row.created_at,
+                next_expiry=_aware(row.next_expiry),
+            )
+            for row in rows
+        ]
+
+
+def _certificate(row: sa.Row[tuple[object, ...]]) -> CertificateRecord:
+    m = row._mapping
+    return CertificateRecord(
+        component=Component.from_folder(m["component"]),
+        cert_der=m["cert_der"],
+        key_sealed=m["key_sealed"],
+        serial=m["serial"],
+        fingerprint=m["fingerprint"],
+        hosts=tuple(Host.parse(text) for text in json.loads(m["hosts"])),
+        not_before=m["not_before"],
+        not_after=m["not_after"],
+        status=m["status"],
+    )
+
+
+def _aware(value: object) -> dt.datetime | None:
+    """Aggregates bypass the column type; SQLite returns them as naive text."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    assert isinstance(value, dt.datetime)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def _prepare_sqlite(url: URL, *, create: bool) -> str:
+    database = url.database
+    if not database or database == ":memory:":
+        return "sqlite (in memory)"
+    path = Path(database)
+    if path.exists():
+        if not path.is_file():
+            raise StoreCorrupt(f"{path}: store is not a regular file")
+        return str(path)
+    if not create:
+        raise StoreMissing(f"{path}: no certificate store here (nothing created yet)")
+    if not path.parent.is_dir():
+        raise StoreMissing(f"{path}: directory {path.parent} does not exist")
+    create_secret_file(path, b"")
+    return str(path)
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = FULL")
+    cursor.close()
