@@ -229,13 +229,12 @@ class CertServer:
             if create:
                 store.record_master_key_id(key.key_id)
             return key
-        try:
-            key = MasterKey.load(path)
-        except MasterKeyError as exc:
+        if not path.exists():
             raise MasterKeyError(
-                f"{exc.message} (store {store.location} is sealed with key id {expected}; "
-                "certserver never makes a new key for an existing store)"
-            ) from None
+                f"{path}: master key file is missing; store {store.location} is sealed with "
+                f"key id {expected}, and certserver never makes a new key for an existing store"
+            )
+        key = MasterKey.load(path)
         if key.key_id != expected:
             raise MasterKeyError(
                 f"{path}: wrong master key for store {store.location} "

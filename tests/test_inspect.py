@@ -1,0 +1,144 @@
+"""``certserver inspect``: certificates, keys, CSRs and packages, PEM or DER."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
+
+from certserver.identity import Component
+
+from .conftest import Cli, Extracted
+
+
+def _json(run: Cli, *paths: Path) -> list[dict[str, object]]:
+    result = run("inspect", "--json", *map(str, paths))
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def test_a_component_certificate_shows_its_identity(run: Cli, alpha: Extracted) -> None:
+    report = _json(run, alpha.cert(Component.GUA))[0]["contents"][0]  # type: ignore[index]
+    ccid = alpha.result.deployment.ccid.value
+    assert report["kind"] == "certificate"
+    assert report["identity"] == {
+        "spiffe_id": f"spiffe://{ccid}/gua",
+        "ccid": ccid,
+        "component": "gua",
+    }
+    assert report["sans"] == [f"URI:spiffe://{ccid}/gua", "DNS:localhost", "IP:127.0.0.1"]
+    assert report["key"] == "EC secp256r1 256"
+    assert report["status"] == "valid" and 728 <= report["days_left"] <= 730
+    names = {ext["name"]: ext for ext in report["extensions"]}
+    assert names["basicConstraints"] == {
+        "name": "basicConstraints",
+        "critical": True,
+        "value": "CA:FALSE",
+    }
+    assert names["extendedKeyUsage"]["value"] == "serverAuth, clientAuth"
+    cert = x509.load_pem_x509_certificate(alpha.cert(Component.GUA).read_bytes())
+    assert report["fingerprint_sha256"] == cert.fingerprint(hashes.SHA256()).hex()
+
+
+def test_der_and_pem_give_the_same_report(run: Cli, alpha: Extracted, tmp_path: Path) -> None:
+    cert = x509.load_pem_x509_certificate(alpha.cert(Component.CCM).read_bytes())
+    der = tmp_path / "ccm.der"
+    der.write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    pem_report, der_report = (r["contents"][0] for r in _json(run, alpha.cert(Component.CCM), der))  # type: ignore[index]
+    assert pem_report.pop("encoding") == "PEM" and der_report.pop("encoding") == "DER"
+    assert pem_report == der_report
+
+
+def test_a_key_shows_type_and_public_fingerprint_never_the_key(run: Cli, alpha: Extracted) -> None:
+    key_path = alpha.key(Component.CCO)
+    result = run("inspect", str(key_path))
+    assert result.exit_code == 0
+    assert "private key: EC secp256r1 256" in result.stdout
+    body = b"".join(key_path.read_bytes().splitlines()[1:-1]).decode()
+    assert body[:40] not in result.stdout
+    report = _json(run, key_path)[0]["contents"][0]  # type: ignore[index]
+    cert = x509.load_pem_x509_certificate(alpha.cert(Component.CCO).read_bytes())
+    import hashlib
+
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert report["public_key_sha256"] == hashlib.sha256(spki).hexdigest()
+
+
+def test_an_encrypted_key_is_named_not_decrypted(
+    run: Cli, alpha: Extracted, tmp_path: Path
+) -> None:
+    key = serialization.load_pem_private_key(alpha.key(Component.CCM).read_bytes(), None)
+    path = tmp_path / "enc.key"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    assert _json(run, path)[0]["contents"] == [{"kind": "encrypted-private-key", "encoding": "PEM"}]
+
+
+def test_a_csr_is_described(run: Cli, alpha: Extracted, tmp_path: Path) -> None:
+    key = serialization.load_pem_private_key(alpha.key(Component.CCM).read_bytes(), None)
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ccm")]))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("ccm.example.com")]), False)
+        .sign(key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    path = tmp_path / "ccm.csr"
+    path.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    report = _json(run, path)[0]["contents"][0]  # type: ignore[index]
+    assert report["kind"] == "csr" and report["signature_valid"] is True
+    assert report["sans"] == ["DNS:ccm.example.com"] and report["identity"] is None
+
+
+def test_a_package_is_checked_against_its_manifest(
+    run: Cli, alpha: Extracted, tmp_path: Path
+) -> None:
+    report = _json(run, alpha.result.package_path)[0]["contents"][0]  # type: ignore[index]
+    assert report["kind"] == "package" and report["manifest_ok"] and report["problems"] == []
+    modes = {m["path"]: m["mode"] for m in report["members"]}
+    assert modes["ccm/mgmtserver.key"] == "0600" and modes["ccm/mgmtserver.crt"] == "0644"
+    # the twin: one changed member is reported
+    tampered = tmp_path / "tampered.zip"
+    with (
+        zipfile.ZipFile(alpha.result.package_path) as source,
+        zipfile.ZipFile(tampered, "w") as out,
+    ):
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == "cco/ca.crt":
+                data = alpha.cert(Component.CCM).read_bytes()
+            out.writestr(info, data)
+    bad = _json(run, tampered)[0]["contents"][0]  # type: ignore[index]
+    assert not bad["manifest_ok"]
+    assert bad["problems"] == ["cco/ca.crt: SHA-256 does not match the manifest"]
+
+
+def test_unreadable_inputs_are_one_line_errors(run: Cli, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_bytes(b"hello")
+    broken = tmp_path / "broken.pem"
+    broken.write_bytes(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    not_a_package = tmp_path / "plain.zip"
+    with zipfile.ZipFile(not_a_package, "w") as archive:
+        archive.writestr("readme.txt", "hi")
+    for path, problem in [
+        (junk, "not a certificate, key, CSR or PKCS#7 bundle in PEM or DER"),
+        (broken, "damaged certificate block"),
+        (tmp_path / "missing.pem", "no such file"),
+        (tmp_path, "is a directory"),
+        (not_a_package, "zip has no manifest.json: not a certserver package"),
+    ]:
+        result = run("inspect", str(path))
+        assert result.exit_code == 1
+        assert result.stderr.strip() == f"certserver: error: {path}: {problem}"
+        assert len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,136 @@
+"""The store on SQLite and PostgreSQL: the same behaviour, sealed keys, migrations, master key."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from certserver.config import Settings
+from certserver.errors import DeploymentExists, MasterKeyError
+from certserver.identity import Component, DeploymentName
+from certserver.service import CertServer
+from certserver.store import migrate
+from certserver.store.tables import certificates, deployments, metadata
+
+from .conftest import create, env_for
+
+
+def _engine(settings: Settings) -> sa.Engine:
+    return sa.create_engine(settings.database_url)
+
+
+def _count(settings: Settings, table: sa.Table) -> int:
+    engine = _engine(settings)
+    with engine.connect() as connection:
+        value = connection.scalar(sa.select(sa.func.count()).select_from(table))
+    engine.dispose()
+    return int(value or 0)
+
+
+def test_create_list_show_export(settings: Settings, out_dir: Path, tmp_path: Path) -> None:
+    first = create(settings, "one", out_dir)
+    create(settings, "two", out_dir)
+    with CertServer(settings) as service:
+        names = [s.name.value for s in service.list_deployments()]
+        shown = service.show_deployment(DeploymentName("one"))
+        again = tmp_path / "again"
+        again.mkdir()
+        exported = service.export_package(DeploymentName("one"), again, force=False)
+    assert names == ["one", "two"]
+    assert shown == first.deployment
+    assert [c.component for c in shown.components] == list(Component)
+    assert exported.read_bytes() == first.package_path.read_bytes()
+    assert _count(settings, deployments) == 2
+    assert _count(settings, certificates) == 12
+
+
+def test_the_same_name_twice_is_refused(settings: Settings, out_dir: Path, tmp_path: Path) -> None:
+    create(settings, "twice", out_dir)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with pytest.raises(DeploymentExists, match="deployment twice already exists"):
+        create(settings, "twice", elsewhere)
+    assert list(elsewhere.iterdir()) == []
+    assert _count(settings, deployments) == 1
+    assert _count(settings, certificates) == 6
+
+
+def test_private_keys_are_sealed_at_rest(settings: Settings, out_dir: Path) -> None:
+    result = create(settings, "sealed", out_dir)
+    engine = _engine(settings)
+    with engine.connect() as connection:
+        sealed = [
+            row.key_sealed for row in connection.execute(sa.select(certificates.c.key_sealed))
+        ]
+        stored = b"".join(
+            bytes(v)
+            for row in connection.execute(sa.text("SELECT * FROM authorities"))
+            for v in row
+            if isinstance(v, bytes | memoryview)
+        )
+    engine.dispose()
+    from cryptography.hazmat.primitives import serialization
+
+    with zipfile.ZipFile(result.package_path) as archive:
+        pem = archive.read("ccm/mgmtserver.key")
+    der = serialization.load_pem_private_key(pem, None).private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    assert len(sealed) == 6
+    assert all(der not in bytes(blob) for blob in sealed)
+    assert der not in stored
+
+
+def test_a_wrong_master_key_is_refused(settings: Settings, out_dir: Path, tmp_path: Path) -> None:
+    create(settings, "keyed", out_dir)
+    other_home = tmp_path / "other-home"
+    other = Settings.from_env(env_for(other_home, CERTSERVER_DATABASE_URL=settings.database_url))
+    # another home, so another (new) master key file would be made there...
+    from certserver.masterkey import MasterKey
+
+    other_home.mkdir(mode=0o700)
+    MasterKey.create(other.master_key_file)
+    with CertServer(other) as service, pytest.raises(MasterKeyError, match="wrong master key"):
+        service.show_deployment(DeploymentName("keyed"))
+    # ...and the right one still opens it
+    with CertServer(settings) as service:
+        assert service.show_deployment(DeploymentName("keyed")).name.value == "keyed"
+
+
+def test_a_missing_master_key_is_never_replaced(
+    settings: Settings, out_dir: Path, tmp_path: Path
+) -> None:
+    create(settings, "kept", out_dir)
+    saved = settings.master_key_file.read_bytes()
+    settings.master_key_file.unlink()
+    again = tmp_path / "again"
+    again.mkdir()
+    with CertServer(settings) as service, pytest.raises(MasterKeyError, match="missing"):
+        service.export_package(DeploymentName("kept"), again, force=False)
+    with pytest.raises(MasterKeyError, match="never makes a new key"):
+        create(settings, "new-one", again)
+    assert not settings.master_key_file.exists()
+    assert list(again.iterdir()) == []
+    settings.master_key_file.write_bytes(saved)
+    settings.master_key_file.chmod(0o600)
+    with CertServer(settings) as service:
+        assert [s.name.value for s in service.list_deployments()] == ["kept"]
+
+
+def test_migrations_build_exactly_the_tables(settings: Settings, out_dir: Path) -> None:
+    create(settings, "schema", out_dir)
+    engine = _engine(settings)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection)
+        assert context.get_current_revision() == migrate.SCHEMA_HEAD
+        assert compare_metadata(context, metadata) == []
+    engine.dispose()
+
+
+def test_schema_head_constant_matches_the_scripts() -> None:
+    assert migrate.script_head() == migrate.SCHEMA_HEAD
