@@ -134,3 +134,28 @@ def test_migrations_build_exactly_the_tables(settings: Settings, out_dir: Path) 
 
 def test_schema_head_constant_matches_the_scripts() -> None:
     assert migrate.script_head() == migrate.SCHEMA_HEAD
+
+
+def test_a_sealed_key_moved_to_another_row_does_not_open(
+    settings: Settings, out_dir: Path, tmp_path: Path
+) -> None:
+    create(settings, "bound", out_dir)
+    engine = _engine(settings)
+    with engine.begin() as connection:
+        rows = {
+            row.component: (row.id, row.key_sealed)
+            for row in connection.execute(
+                sa.select(certificates.c.id, certificates.c.component, certificates.c.key_sealed)
+            )
+        }
+        (ccm_id, ccm_key), (cco_id, cco_key) = rows["ccm"], rows["cco"]
+        for row_id, blob in ((ccm_id, cco_key), (cco_id, ccm_key)):
+            connection.execute(
+                sa.update(certificates).where(certificates.c.id == row_id).values(key_sealed=blob)
+            )
+    engine.dispose()
+    again = tmp_path / "again"
+    again.mkdir()
+    with CertServer(settings) as service, pytest.raises(MasterKeyError, match="cannot open"):
+        service.export_package(DeploymentName("bound"), again, force=False)
+    assert list(again.iterdir()) == []

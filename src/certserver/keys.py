@@ -5,7 +5,9 @@ Key bytes never leave through logs or exceptions: errors name the file and the p
 
 from __future__ import annotations
 
+import base64
 import enum
+import textwrap
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -109,9 +111,6 @@ def to_pkcs8_pem(key: PrivateKey) -> bytes:
 
 def pem_from_pkcs8_der(der: bytes) -> bytes:
     """PKCS#8 PEM from PKCS#8 DER without parsing the key (the same bytes every time)."""
-    import base64
-    import textwrap
-
     body = "\n".join(textwrap.wrap(base64.b64encode(der).decode("ascii"), 64))
     return f"-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n".encode("ascii")
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
 
 from certserver.keys import PrivateKey
@@ -121,8 +122,6 @@ def _parse_der(data: bytes) -> Parsed:
 
 
 def _private_key(key: object) -> PrivateKey:
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
     if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         return key
     raise ParseError(f"unsupported private key type {type(key).__name__}")

@@ -9,6 +9,7 @@ from pathlib import Path
 from types import TracebackType
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from certserver import package
 from certserver.authority import CertificateAuthority
@@ -243,8 +244,9 @@ class CertServer:
         return key
 
 
-def _seal_context(kind: str, ccid: Ccid, cert: x509.Certificate) -> bytes:
-    return f"certserver:{kind}:{ccid}:{fingerprint(cert)}".encode()
+def _seal_context(kind: str, ccid: Ccid, cert_fingerprint: str) -> bytes:
+    """What a sealed key is bound to: its owner and its certificate."""
+    return f"certserver:{kind}:{ccid}:{cert_fingerprint}".encode()
 
 
 def _record(
@@ -253,6 +255,23 @@ def _record(
     ca_cert = material.anchors[0]
     ccid = material.ccid
     hosts = request.hosts or {}
+    ca_fingerprint = fingerprint(ca_cert)
+    certificates = []
+    for item in material.components:
+        cert, cert_fingerprint = item.certificate, fingerprint(item.certificate)
+        context = _seal_context(item.component.folder, ccid, cert_fingerprint)
+        certificates.append(
+            CertificateRecord(
+                component=item.component,
+                cert_der=_der(cert),
+                key_sealed=key.seal(item.key_pkcs8_der, context),
+                serial=format(cert.serial_number, "x"),
+                fingerprint=cert_fingerprint,
+                hosts=tuple(hosts.get(item.component, ())),
+                not_before=cert.not_valid_before_utc,
+                not_after=cert.not_valid_after_utc,
+            )
+        )
     return DeploymentRecord(
         name=material.name,
         ccid=ccid,
@@ -262,29 +281,14 @@ def _record(
         created_at=material.created_at,
         authority=AuthorityRecord(
             cert_der=_der(ca_cert),
-            key_sealed=key.seal(ca_key_der, _seal_context("ca", ccid, ca_cert)),
+            key_sealed=key.seal(ca_key_der, _seal_context("ca", ccid, ca_fingerprint)),
             serial=format(ca_cert.serial_number, "x"),
-            fingerprint=fingerprint(ca_cert),
+            fingerprint=ca_fingerprint,
             subject=ca_cert.subject.rfc4514_string(),
             not_before=ca_cert.not_valid_before_utc,
             not_after=ca_cert.not_valid_after_utc,
         ),
-        certificates=tuple(
-            CertificateRecord(
-                component=item.component,
-                cert_der=_der(item.certificate),
-                key_sealed=key.seal(
-                    item.key_pkcs8_der,
-                    _seal_context(item.component.folder, ccid, item.certificate),
-                ),
-                serial=format(item.certificate.serial_number, "x"),
-                fingerprint=fingerprint(item.certificate),
-                hosts=tuple(hosts.get(item.component, ())),
-                not_before=item.certificate.not_valid_before_utc,
-                not_after=item.certificate.not_valid_after_utc,
-            )
-            for item in material.components
-        ),
+        certificates=tuple(certificates),
     )
 
 
@@ -293,7 +297,7 @@ def _material(record: DeploymentRecord, key: MasterKey) -> DeploymentMaterial:
     components = []
     for cert_record in record.certificates:
         cert = x509.load_der_x509_certificate(cert_record.cert_der)
-        context = _seal_context(cert_record.component.folder, record.ccid, cert)
+        context = _seal_context(cert_record.component.folder, record.ccid, fingerprint(cert))
         components.append(
             ComponentMaterial(
                 cert_record.component, cert, key.unseal(cert_record.key_sealed, context)
@@ -337,8 +341,6 @@ def _view(record: DeploymentRecord) -> DeploymentView:
 
 
 def _der(cert: x509.Certificate) -> bytes:
-    from cryptography.hazmat.primitives.serialization import Encoding
-
     return cert.public_bytes(Encoding.DER)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
+from sqlalchemy.exc import DatabaseError, IntegrityError
 
 from certserver.errors import (
     DeploymentExists,
@@ -99,12 +99,9 @@ class Store:
             engine = sa.create_engine(parsed, connect_args={"connect_timeout": 10})
         store = cls(engine, location)
         with store._errors(), engine.begin() as connection:
-            if create:
-                migrate.upgrade(connection)
-            elif migrate.current_revision(connection) is None:
+            if not create and migrate.current_revision(connection) is None:
                 raise StoreMissing(f"{location}: no certificate store here (nothing created yet)")
-            elif migrate.current_revision(connection) != migrate.SCHEMA_HEAD:
-                migrate.upgrade(connection)
+            migrate.upgrade(connection)
         return store
 
     def close(self) -> None:
@@ -117,15 +114,10 @@ class Store:
             yield
         except IntegrityError:
             raise
-        except OperationalError as exc:
+        except DatabaseError as exc:  # OperationalError included
             text = str(exc.orig).splitlines()[0] if exc.orig else str(exc)
             if "locked" in text or "busy" in text:
                 raise StoreLocked(f"{self.location}: store is locked by another process") from None
-            if "malformed" in text or "not a database" in text:
-                raise StoreCorrupt(f"{self.location}: store is corrupt ({text})") from None
-            raise StoreError(f"{self.location}: {text}") from None
-        except DatabaseError as exc:
-            text = str(exc.orig).splitlines()[0] if exc.orig else str(exc)
             if "malformed" in text or "not a database" in text:
                 raise StoreCorrupt(f"{self.location}: store is corrupt ({text})") from None
             raise StoreError(f"{self.location}: {text}") from None
