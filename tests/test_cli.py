@@ -180,7 +180,7 @@ def seeded(run: Cli, out_dir: Path) -> Cli:
         (["ok", "--host", "localhost"], "expected COMPONENT=HOST"),
         (["ok", "--host", "ccm=999.1.1.1"], "invalid host '999.1.1.1'"),
         (["ok", "--org", ""], "invalid organization"),
-        (["ok", "--validity-days", "4000"], "outlive the deployment CA"),
+        (["ok", "--validity-days", "4000"], "not outlive the 3650-day deployment CA"),
     ],
 )
 def test_bad_arguments_are_refused(
@@ -264,13 +264,12 @@ def test_an_unwritable_out_dir_is_refused(seeded: Cli, tmp_path: Path) -> None:
 
 
 def test_a_missing_store_is_refused_for_reading(run: Cli, home: Path) -> None:
-    for args in (
-        ["deployment", "show", "x"],
-        ["deployment", "list"],
-        ["deployment", "export", "x"],
-    ):
+    for args in (["deployment", "show", "x"], ["deployment", "export", "x"]):
         _one_line_error(run(*args), "no certificate store")
-    assert not (home / "certserver.db").exists()
+    listed = run("deployment", "list")  # a fresh home simply has no deployments
+    assert listed.exit_code == 0 and listed.stdout == "No deployments.\n"
+    assert run("deployment", "list", "--json").stdout.strip() == "[]"
+    assert not home.exists()
 
 
 def test_a_lost_store_beside_its_master_key_is_not_silently_replaced(
@@ -278,11 +277,8 @@ def test_a_lost_store_beside_its_master_key_is_not_silently_replaced(
 ) -> None:
     (home / "certserver.db").unlink()
     with unchanged(seeded, home, out_dir):
-        _one_line_error(
-            seeded("deployment", "create", "x", "--out", str(out_dir)),
-            "store is missing",
-            "master key",
-        )
+        for args in (["create", "x", "--out", str(out_dir)], ["list"], ["show", "seed"]):
+            _one_line_error(seeded("deployment", *args), "store is missing", "master key")
 
 
 def test_a_locked_store_is_refused(seeded: Cli, home: Path, out_dir: Path) -> None:

@@ -118,7 +118,12 @@ def test_a_package_is_checked_against_its_manifest(
             if info.filename == "cco/ca.crt":
                 data = alpha.cert(Component.CCM).read_bytes()
             out.writestr(info, data)
-    bad = _json(run, tampered)[0]["contents"][0]  # type: ignore[index]
+    result = run("inspect", "--json", str(tampered))
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"certserver: error: {tampered}: package does not match its manifest\n"
+    )
+    bad = json.loads(result.stdout)[0]["contents"][0]
     assert not bad["manifest_ok"]
     assert bad["problems"] == ["cco/ca.crt: SHA-256 does not match the manifest"]
 

@@ -72,7 +72,7 @@ def test_manifest_describes_every_file(alpha: Extracted) -> None:
     for component in view.components:
         row = by_component[component.component.folder]
         assert row["serial"] == component.serial
-        assert row["fingerprint_sha256"] == component.fingerprint
+        assert row["fingerprint_sha256"] == component.fingerprint_sha256
 
 
 def test_a_tampered_member_no_longer_matches_the_manifest(alpha: Extracted) -> None:

@@ -73,10 +73,10 @@ def test_component_certificate_profile(alpha: Extracted, component: Component) -
 def test_deployment_ca_profile(alpha: Extracted) -> None:
     ca = _load(alpha.ca(Component.CCM))
     assert ca.subject == ca.issuer
-    ou = ca.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)[0].value
+    units = [a.value for a in ca.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)]
     cn = ca.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
-    assert ou == alpha.result.deployment.ccid.value
-    assert "alpha" in str(cn)
+    assert units == [alpha.result.deployment.ccid.value, "deployment CA"]
+    assert cn == "alpha"
     bc = ca.extensions.get_extension_for_class(x509.BasicConstraints)
     assert bc.critical and bc.value.ca and bc.value.path_length == 0
     ku = ca.extensions.get_extension_for_class(x509.KeyUsage)
@@ -144,3 +144,23 @@ def test_a_leaf_may_not_outlive_its_ca() -> None:
 def test_invalid_organizations_are_refused(value: str) -> None:
     with pytest.raises(InvalidInput):
         Organization(value)
+
+
+@pytest.mark.parametrize("name", ["a" * 63, "ccm", "esb_rabbit".replace("_", "-")])
+def test_the_ca_subject_fits_every_name_and_never_equals_a_leaf(name: str) -> None:
+    ccid = Ccid.generate()
+    spec = KeySpec.EC_P256
+    ca = CertificateAuthority.create(DeploymentName(name), ccid, DEFAULT_ORGANIZATION, spec, NOW)
+    cn = ca.certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    assert cn == name
+    for component in Component:
+        leaf = ca.issue(
+            Identity(ccid, component),
+            spec.generate().public_key(),
+            spec,
+            DEFAULT_ORGANIZATION,
+            (),
+            NOW,
+            1,
+        )
+        assert leaf.subject != ca.certificate.subject

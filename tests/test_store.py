@@ -96,10 +96,10 @@ def test_a_wrong_master_key_is_refused(settings: Settings, out_dir: Path, tmp_pa
     other_home.mkdir(mode=0o700)
     MasterKey.create(other.master_key_file)
     with CertServer(other) as service, pytest.raises(MasterKeyError, match="wrong master key"):
-        service.show_deployment(DeploymentName("keyed"))
+        service.package_bytes(DeploymentName("keyed"))
     # ...and the right one still opens it
     with CertServer(settings) as service:
-        assert service.show_deployment(DeploymentName("keyed")).name.value == "keyed"
+        assert service.package_bytes(DeploymentName("keyed"))[0] == "keyed_certs.zip"
 
 
 def test_a_missing_master_key_is_never_replaced(

@@ -32,15 +32,17 @@ _EKU_NAMES = {
     ExtendedKeyUsageOID.TIME_STAMPING: "timeStamping",
     ExtendedKeyUsageOID.OCSP_SIGNING: "OCSPSigning",
 }
-_KEY_USAGES = (
-    "digital_signature",
-    "content_commitment",
-    "key_encipherment",
-    "data_encipherment",
-    "key_agreement",
-    "key_cert_sign",
-    "crl_sign",
-)
+_KEY_USAGES = {
+    "digital_signature": "digitalSignature",
+    "content_commitment": "nonRepudiation",
+    "key_encipherment": "keyEncipherment",
+    "data_encipherment": "dataEncipherment",
+    "key_agreement": "keyAgreement",
+    "key_cert_sign": "keyCertSign",
+    "crl_sign": "cRLSign",
+}
+
+_AGREEMENT_ONLY = {"encipher_only": "encipherOnly", "decipher_only": "decipherOnly"}
 
 
 def inspect_bytes(data: bytes, source: str, now: dt.datetime) -> list[Report]:
@@ -72,14 +74,14 @@ def certificate(cert: x509.Certificate, now: dt.datetime) -> Report:
     public = cert.public_key()
     return {
         "kind": "certificate",
-        "subject": cert.subject.rfc4514_string(),
-        "issuer": cert.issuer.rfc4514_string(),
+        "subject": name_text(cert.subject),
+        "issuer": name_text(cert.issuer),
         "self_signed": cert.subject == cert.issuer,
         "serial": format(cert.serial_number, "x"),
         "serial_bits": cert.serial_number.bit_length(),
-        "not_before": _iso(not_before),
-        "not_after": _iso(not_after),
-        "days_left": (not_after - now).days,
+        "not_before": iso(not_before),
+        "not_after": iso(not_after),
+        "days_left": days_left(not_after, now),
         "status": status,
         "key": str(describe(public)),
         "signature_algorithm": _signature_name(cert),
@@ -94,7 +96,7 @@ def certificate(cert: x509.Certificate, now: dt.datetime) -> Report:
 def csr(request: x509.CertificateSigningRequest) -> Report:
     return {
         "kind": "csr",
-        "subject": request.subject.rfc4514_string(),
+        "subject": name_text(request.subject),
         "signature_valid": request.is_signature_valid,
         "key": str(describe(request.public_key())),
         "sans": _sans(request.extensions),
@@ -175,6 +177,11 @@ def _package(data: bytes, source: str, now: dt.datetime) -> Report:
     }
 
 
+def name_text(name: x509.Name) -> str:
+    """``CN=ccm, OU=…, O=…``: RFC 4514 order, spaced for people."""
+    return ", ".join(rdn.rfc4514_string() for rdn in reversed(name.rdns))
+
+
 def _mode(info: zipfile.ZipInfo) -> str:
     return f"{(info.external_attr >> 16) & 0o777:04o}"
 
@@ -229,9 +236,9 @@ def _extension(ext: x509.Extension[x509.ExtensionType]) -> Report:
         if value.path_length is not None:
             text += f", pathlen:{value.path_length}"
     elif isinstance(value, x509.KeyUsage):
-        used = [name for name in _KEY_USAGES if getattr(value, name)]
+        used = [label for name, label in _KEY_USAGES.items() if getattr(value, name)]
         if value.key_agreement:
-            used += [n for n in ("encipher_only", "decipher_only") if getattr(value, n)]
+            used += [label for name, label in _AGREEMENT_ONLY.items() if getattr(value, name)]
         text = ", ".join(used)
     elif isinstance(value, x509.ExtendedKeyUsage):
         text = ", ".join(_EKU_NAMES.get(oid, oid.dotted_string) for oid in value)
@@ -261,5 +268,11 @@ def _spki_sha256(key: object) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
-def _iso(moment: dt.datetime) -> str:
+def iso(moment: dt.datetime) -> str:
+    """The one way certserver writes a time: ``2026-12-03T11:20:02Z``."""
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def days_left(not_after: dt.datetime, now: dt.datetime) -> int:
+    """Whole days until ``not_after``, rounded (negative once expired)."""
+    return round((not_after - now) / dt.timedelta(days=1))

@@ -60,7 +60,8 @@ class MasterKey:
             raise MasterKeyError(f"{path}: master key is not a regular file")
         if info.st_mode & 0o077:
             raise MasterKeyError(
-                f"{path}: master key is readable by others (mode {info.st_mode & 0o777:04o}); "
+                f"{path}: master key is readable by group or others "
+                f"(mode {info.st_mode & 0o777:04o}); "
                 "chmod 600 it"
             )
         if not data.startswith(_HEADER):

@@ -6,6 +6,7 @@ Everything that reads certificate material from a user goes through :func:`parse
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -76,7 +77,7 @@ def _parse_pem(data: bytes) -> Parsed:
                     _private_key(serialization.load_pem_private_key(body, None))
                 )
             elif label == b"PKCS7":
-                found.certificates.extend(pkcs7.load_pem_pkcs7_certificates(body))
+                found.certificates.extend(_quietly(pkcs7.load_pem_pkcs7_certificates, body))
             elif label == b"PUBLIC KEY":
                 found.public_keys.append(serialization.load_pem_public_key(body))
         except ParseError:
@@ -104,7 +105,7 @@ def _parse_der(data: bytes) -> Parsed:
         lambda: found.private_keys.append(
             _private_key(serialization.load_der_private_key(data, None))
         ),
-        lambda: found.certificates.extend(pkcs7.load_der_pkcs7_certificates(data)),
+        lambda: found.certificates.extend(_quietly(pkcs7.load_der_pkcs7_certificates, data)),
         lambda: found.public_keys.append(serialization.load_der_public_key(data)),
     )
     for load in loaders:
@@ -119,6 +120,15 @@ def _parse_der(data: bytes) -> Parsed:
         else:
             return found
     raise ParseError("not a certificate, key, CSR or PKCS#7 bundle in PEM or DER")
+
+
+def _quietly(
+    load: Callable[[bytes], list[x509.Certificate]], data: bytes
+) -> list[x509.Certificate]:
+    """PKCS#7 from openssl is often BER; cryptography reads it but warns on stderr."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load(data)
 
 
 def _private_key(key: object) -> PrivateKey:

@@ -53,12 +53,22 @@ class Validity:
         return cls(now - BACKDATE, now + dt.timedelta(days=days))
 
 
+CA_UNIT = "deployment CA"
+
+
 def ca_subject(name: DeploymentName, ccid: Ccid, org: Organization) -> x509.Name:
+    """``CN=<name>, OU=deployment CA, OU=<ccid>, O=<org>``: unique per deployment (the CCID).
+
+    The name is the CN on its own (a 63-character name fits the 64 a CN allows); the extra
+    OU says what it is and keeps it apart from any component subject, even for a deployment
+    named like a component.
+    """
     return x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, org.value),
             x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ccid.value),
-            x509.NameAttribute(NameOID.COMMON_NAME, f"{name.value} deployment CA"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, CA_UNIT),
+            x509.NameAttribute(NameOID.COMMON_NAME, name.value),
         ]
     )
 

@@ -14,14 +14,27 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from certserver import package
 from certserver.authority import CertificateAuthority
 from certserver.config import Settings
-from certserver.errors import DeploymentExists, MasterKeyError, StoreMissing, TargetExists
+from certserver.errors import (
+    DeploymentExists,
+    FileProblem,
+    InvalidInput,
+    MasterKeyError,
+    StoreMissing,
+    TargetExists,
+)
 from certserver.files import StagedFile, check_writable_dir, ensure_private_dir
 from certserver.hosts import Host
 from certserver.identity import Ccid, Component, DeploymentName, Identity
+from certserver.inspection import name_text
 from certserver.keys import KeySpec, to_pkcs8_der
 from certserver.masterkey import MasterKey
 from certserver.package import ComponentMaterial, DeploymentMaterial, fingerprint
-from certserver.profiles import COMPONENT_VALIDITY_DAYS, DEFAULT_ORGANIZATION, Organization
+from certserver.profiles import (
+    CA_VALIDITY_DAYS,
+    COMPONENT_VALIDITY_DAYS,
+    DEFAULT_ORGANIZATION,
+    Organization,
+)
 from certserver.store import (
     AuthorityRecord,
     CertificateRecord,
@@ -52,7 +65,7 @@ class CreateRequest:
 class ComponentView:
     component: Component
     serial: str
-    fingerprint: str
+    fingerprint_sha256: str
     hosts: tuple[Host, ...]
     not_before: dt.datetime
     not_after: dt.datetime
@@ -67,7 +80,7 @@ class DeploymentView:
     created_at: dt.datetime
     package_version: int
     ca_subject: str
-    ca_fingerprint: str
+    ca_fingerprint_sha256: str
     ca_not_after: dt.datetime
     components: tuple[ComponentView, ...]
 
@@ -100,6 +113,7 @@ class CertServer:
         if self._store is not None:
             self._store.close()
             self._store = None
+        self._key = None
 
     # -- use cases -------------------------------------------------------------------------
 
@@ -110,6 +124,13 @@ class CertServer:
         """
         target = request.out_dir / package.package_file_name(request.name)
         check_writable_dir(request.out_dir)
+        if request.validity_days > CA_VALIDITY_DAYS:
+            raise InvalidInput(
+                f"invalid validity {request.validity_days} days: component certificates may "
+                f"not outlive the {CA_VALIDITY_DAYS}-day deployment CA"
+            )
+        if target.is_dir():
+            raise FileProblem(target, "is a directory")
         store, key = self._open(create=True)
         if store.deployment_exists(request.name):
             raise DeploymentExists(f"deployment {request.name} already exists")
@@ -130,12 +151,14 @@ class CertServer:
         return CreateResult(_view(record), target)
 
     def list_deployments(self) -> Sequence[DeploymentSummary]:
-        store, _ = self._open(create=False)
-        return store.list_deployments()
+        """Every deployment (none for a fresh home). Needs no master key: nothing secret."""
+        if self._never_created():
+            return []
+        return self._open_store(create=False).list_deployments()
 
     def show_deployment(self, name: DeploymentName) -> DeploymentView:
-        store, _ = self._open(create=False)
-        return _view(store.get_deployment(name))
+        """One deployment's certificates (public data: needs no master key)."""
+        return _view(self._open_store(create=False).get_deployment(name))
 
     def package_bytes(self, name: DeploymentName) -> tuple[str, bytes]:
         """The package's file name and bytes, made again from the store."""
@@ -188,34 +211,47 @@ class CertServer:
         )
         return material, to_pkcs8_der(ca.key)
 
-    def _open(self, *, create: bool) -> tuple[Store, MasterKey]:
-        """The store and the master key that belongs to it; checks that they match."""
-        if self._store is not None and self._key is not None and (self._writable or not create):
-            return self._store, self._key
+    def _open_store(self, *, create: bool) -> Store:
+        """The store; ``create`` allows making it (and the home) on first use."""
+        if self._store is not None and (self._writable or not create):
+            return self._store
         settings = self.settings
         key_path = settings.master_key_file
         sqlite = settings.sqlite_path
+        if (
+            sqlite is not None
+            and not sqlite.exists()
+            and settings.master_key_is_default
+            and key_path.exists()
+        ):
+            raise StoreMissing(
+                f"{sqlite}: store is missing but its master key {key_path} exists; "
+                "restore the store, or move the key away to start a new one"
+            )
         if create:
+            if not settings.master_key_is_default and not key_path.exists():
+                raise MasterKeyError(f"{key_path}: master key file is missing")
             ensure_private_dir(settings.home)
-            if (
-                sqlite is not None
-                and not sqlite.exists()
-                and settings.master_key_is_default
-                and key_path.exists()
-            ):
-                raise StoreMissing(
-                    f"{sqlite}: store is missing but its master key {key_path} exists; "
-                    "restore the store, or move the key away to start a new one"
-                )
         store = Store.open(settings.database_url, create=create, busy_timeout=settings.busy_timeout)
-        try:
-            key = self._master_key(store, create=create)
-        except BaseException:
-            store.close()
-            raise
         self.close()
-        self._store, self._key, self._writable = store, key, create
-        return store, key
+        self._store, self._writable = store, create
+        return store
+
+    def _open(self, *, create: bool) -> tuple[Store, MasterKey]:
+        """The store and the master key that belongs to it; checks that they match."""
+        store = self._open_store(create=create)
+        if self._key is None:
+            self._key = self._master_key(store, create=create)
+        return store, self._key
+
+    def _never_created(self) -> bool:
+        """True for a fresh home: no embedded store and no master key yet."""
+        sqlite = self.settings.sqlite_path
+        return (
+            sqlite is not None
+            and not sqlite.exists()
+            and not self.settings.master_key_file.exists()
+        )
 
     def _master_key(self, store: Store, *, create: bool) -> MasterKey:
         path = self.settings.master_key_file
@@ -284,7 +320,7 @@ def _record(
             key_sealed=key.seal(ca_key_der, _seal_context("ca", ccid, ca_fingerprint)),
             serial=format(ca_cert.serial_number, "x"),
             fingerprint=ca_fingerprint,
-            subject=ca_cert.subject.rfc4514_string(),
+            subject=name_text(ca_cert.subject),
             not_before=ca_cert.not_valid_before_utc,
             not_after=ca_cert.not_valid_after_utc,
         ),
@@ -324,13 +360,13 @@ def _view(record: DeploymentRecord) -> DeploymentView:
         created_at=record.created_at,
         package_version=record.package_version,
         ca_subject=record.authority.subject,
-        ca_fingerprint=record.authority.fingerprint,
+        ca_fingerprint_sha256=record.authority.fingerprint,
         ca_not_after=record.authority.not_after,
         components=tuple(
             ComponentView(
                 component=cert.component,
                 serial=cert.serial,
-                fingerprint=cert.fingerprint,
+                fingerprint_sha256=cert.fingerprint,
                 hosts=cert.hosts,
                 not_before=cert.not_before,
                 not_after=cert.not_after,

@@ -11,6 +11,7 @@ from certserver.config import Settings
 from certserver.errors import InvalidInput
 from certserver.hosts import Host
 from certserver.identity import DeploymentName
+from certserver.inspection import days_left
 from certserver.keys import KeySpec
 from certserver.profiles import COMPONENT_VALIDITY_DAYS, DEFAULT_ORGANIZATION, Organization
 from certserver.service import CertServer, CreateRequest, DeploymentView, merge_hosts, utc_now
@@ -26,8 +27,9 @@ def _parse_host_option(value: str) -> tuple[str, list[Host]]:
     target, sep, names = value.partition("=")
     if not sep or not target.strip():
         raise InvalidInput(f"invalid --host {value!r}: expected COMPONENT=HOST[,HOST...]")
-    hosts = [Host.parse(name) for name in names.split(",")]
-    return target, hosts
+    if any(not name.strip() for name in names.split(",")):
+        raise InvalidInput(f"invalid --host {value!r}: empty host name")
+    return target, [Host.parse(name) for name in names.split(",")]
 
 
 @click.group()
@@ -63,7 +65,7 @@ def deployment() -> None:
 @click.option(
     "--out",
     "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     default=Path(),
     help="Directory for <name>_certs.zip (default: current directory).",
 )
@@ -79,7 +81,11 @@ def create(
     force: bool,
     as_json: bool,
 ) -> None:
-    """Make a deployment's CCID, CA and component certificates, and write <NAME>_certs.zip."""
+    """Make a deployment (CCID, CA, certificates) and its zip.
+
+    Generates the CCID, the deployment's CA and a certificate and key for every component,
+    records them in the store and writes <NAME>_certs.zip.
+    """
     request = CreateRequest(
         name=DeploymentName(name),
         organization=Organization(org),
@@ -101,7 +107,7 @@ def create(
         output.fields(
             [
                 ("CCID", view.ccid.value),
-                ("CA fingerprint", output.fingerprint(view.ca_fingerprint)),
+                ("CA fingerprint", output.fingerprint(view.ca_fingerprint_sha256)),
                 ("Package", str(path)),
             ]
         )
@@ -129,7 +135,7 @@ def list_command(as_json: bool) -> None:
             s.key_spec.value,
             output.when(s.created_at),
             output.when(s.next_expiry) if s.next_expiry else "-",
-            str(output.days_left(s.next_expiry, now)) if s.next_expiry else "-",
+            str(days_left(s.next_expiry, now)) if s.next_expiry else "-",
         ]
         for s in summaries
     ]
@@ -156,7 +162,7 @@ def show(name: str, as_json: bool) -> None:
                 ("Created", output.when(view.created_at)),
                 ("Package version", str(view.package_version)),
                 ("CA", view.ca_subject),
-                ("CA fingerprint", output.fingerprint(view.ca_fingerprint)),
+                ("CA fingerprint", output.fingerprint(view.ca_fingerprint_sha256)),
                 ("CA not after", output.when(view.ca_not_after)),
             ]
         )
@@ -169,13 +175,16 @@ def show(name: str, as_json: bool) -> None:
 @click.option(
     "--out",
     "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     default=Path(),
     help="Directory for <name>_certs.zip (default: current directory).",
 )
 @click.option("--force", is_flag=True, help="Replace an existing zip at the target.")
 def export(name: str, out_dir: Path, force: bool) -> None:
-    """Write <NAME>_certs.zip again from the store (the same bytes as at creation)."""
+    """Write <NAME>_certs.zip again from the store.
+
+    The bytes are the same as when the deployment was created.
+    """
     with _service() as service:
         path = service.export_package(DeploymentName(name), out_dir, force=force)
     click.echo(str(path.resolve()))
@@ -188,7 +197,7 @@ def _components_table(view: DeploymentView) -> str:
             c.component.folder,
             c.serial,
             output.when(c.not_after),
-            str(output.days_left(c.not_after, now)),
+            str(days_left(c.not_after, now)),
             ", ".join(h.text for h in c.hosts) or "-",
         ]
         for c in view.components

@@ -18,21 +18,35 @@ _MAX_INPUT = 16 << 20
 @click.command("inspect")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def inspect_command(files: tuple[Path, ...], as_json: bool) -> None:
-    """Describe certificates, keys, CSRs and packages (PEM or DER)."""
+@click.pass_context
+def inspect_command(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> None:
+    """Describe certificates, keys, CSRs and packages (PEM or DER).
+
+    Exits 1 when a package does not match its manifest.
+    """
     now = utc_now()
     results: list[dict[str, Any]] = []
     for path in files:
         results.append({"file": str(path), "contents": inspect_bytes(_read(path), str(path), now)})
     if as_json:
         output.emit_json(results)
-        return
-    for index, result in enumerate(results):
-        if index:
-            click.echo()
-        click.echo(f"{result['file']}:")
-        for report in result["contents"]:
-            click.echo(_render(report, indent=2))
+    else:
+        for index, result in enumerate(results):
+            if index:
+                click.echo()
+            click.echo(f"{result['file']}:")
+            for report in result["contents"]:
+                click.echo(_render(report, indent=2))
+    damaged = [
+        result["file"]
+        for result in results
+        for report in result["contents"]
+        if report["kind"] == "package" and not report["manifest_ok"]
+    ]
+    for file in damaged:
+        click.echo(f"certserver: error: {file}: package does not match its manifest", err=True)
+    if damaged:
+        ctx.exit(1)
 
 
 def _read(path: Path) -> bytes:
@@ -48,6 +62,13 @@ def _read(path: Path) -> bytes:
         raise FileProblem(path, f"cannot read: {exc.strerror}") from None
 
 
+def _validity(report: Report) -> str:
+    days = report["days_left"]
+    if report["status"] == "expired":
+        return f"{report['not_after']}  (expired {-days} days ago)"
+    return f"{report['not_after']}  ({days} days left)"
+
+
 def _render(report: Report, indent: int) -> str:
     pad = " " * indent
     kind = report["kind"]
@@ -57,24 +78,24 @@ def _render(report: Report, indent: int) -> str:
         return f"{pad}encrypted private key (not decrypted)"
     if kind in ("private-key", "public-key"):
         label = "private key" if kind == "private-key" else "public key"
-        return (
-            f"{pad}{label}: {report['key']}\n"
-            f"{output.fields([('public key SHA-256', report['public_key_sha256'])], indent + 2)}"
-        )
+        public = output.fingerprint(report["public_key_sha256"])
+        details = output.fields([("public key", public)], indent + 2)
+        return f"{pad}{label}: {report['key']} bits\n{details}"
     pairs: list[tuple[str, str]] = [("subject", report["subject"])]
     if kind == "certificate":
         pairs += [
             ("issuer", report["issuer"] + ("  (self-signed)" if report["self_signed"] else "")),
             ("serial", f"{report['serial']} ({report['serial_bits']} bits)"),
             ("not before", report["not_before"]),
-            ("not after", f"{report['not_after']}  ({report['days_left']} days left)"),
+            ("not after", _validity(report)),
             ("status", report["status"]),
         ]
-    pairs.append(("key", report["key"]))
+    pairs.append(("key", f"{report['key']} bits"))
     if kind == "certificate":
         pairs += [
             ("signature", report["signature_algorithm"]),
-            ("SHA-256", output.fingerprint(report["fingerprint_sha256"])),
+            ("fingerprint", output.fingerprint(report["fingerprint_sha256"])),
+            ("", output.fingerprint(report["fingerprint_sha1"], "SHA1")),
         ]
     else:
         pairs.append(("signature valid", "yes" if report["signature_valid"] else "NO"))
@@ -106,22 +127,26 @@ def _render_package(report: Report, indent: int) -> str:
                 ("CCID", str(report["ccid"])),
                 ("created", str(report["created_at"])),
                 ("package version", str(report["package_version"])),
-                ("manifest", "OK" if report["manifest_ok"] else "PROBLEMS"),
+                ("manifest", "OK" if report["manifest_ok"] else "DOES NOT MATCH"),
             ],
             indent + 2,
         ),
     ]
     lines += [f"{pad}  problem: {problem}" for problem in report["problems"]]
     for member in report["members"]:
-        lines.append(f"{pad}  {member['path']} (mode {member['mode']})")
+        lines.append(f"{pad}  {member['path']}  mode {member['mode']}")
         for item in member["contents"]:
-            if item["kind"] == "certificate":
-                ident = item.get("identity") or {}
-                lines.append(
-                    f"{pad}    certificate {item['subject']}, "
-                    f"not after {item['not_after']} ({item['days_left']} days), "
-                    f"identity {ident.get('spiffe_id', '-')}"
-                )
-            else:
-                lines.append(f"{pad}    {item['kind']}: {item.get('key', '')}".rstrip(": "))
+            lines.append(f"{pad}    {_summary(item)}")
     return "\n".join(lines)
+
+
+def _summary(item: Report) -> str:
+    """One short line for a package member."""
+    kind = str(item["kind"])
+    if kind == "certificate":
+        identity = item.get("identity") or {}
+        who = identity.get("spiffe_id") or ("CA " + item["subject"] if item["self_signed"] else "")
+        return f"certificate {who}, {item['key']} bits, not after {item['not_after']}"
+    if kind == "private-key":
+        return f"private key, {item['key']} bits"
+    return kind.replace("-", " ")

@@ -14,21 +14,18 @@ import click
 
 from certserver.hosts import Host
 from certserver.identity import Ccid, DeploymentName
+from certserver.inspection import iso
 from certserver.profiles import Organization
 
 
-def fingerprint(hex_digest: str) -> str:
+def fingerprint(hex_digest: str, algorithm: str = "SHA256") -> str:
     """``SHA256:AB:CD:…``, the form ``openssl x509 -fingerprint -sha256`` prints."""
     pairs = [hex_digest[i : i + 2] for i in range(0, len(hex_digest), 2)]
-    return "SHA256:" + ":".join(pairs).upper()
+    return f"{algorithm}:" + ":".join(pairs).upper()
 
 
 def when(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def days_left(moment: dt.datetime, now: dt.datetime) -> int:
-    return (moment - now).days
+    return iso(moment)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], indent: int = 0) -> str:
@@ -53,7 +50,7 @@ def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return iso(value)
     if isinstance(value, enum.Enum):
         folder = getattr(value, "folder", None)
         return folder if isinstance(folder, str) else value.value

@@ -12,7 +12,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DatabaseError, IntegrityError
+from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, NoSuchModuleError
 
 from certserver.errors import (
     DeploymentExists,
@@ -30,6 +30,7 @@ from certserver.store import migrate
 from certserver.store.tables import authorities, certificates, deployments, store_meta
 
 ACTIVE = "active"
+_BACKENDS = ("sqlite", "postgresql")
 _MASTER_KEY_ID = "master_key_id"
 
 
@@ -89,14 +90,23 @@ class Store:
     @classmethod
     def open(cls, url: str, *, create: bool, busy_timeout: float = 5.0) -> Store:
         """Open the store at ``url``; ``create`` allows making a new one (and migrating)."""
-        parsed = make_url(url)
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise StoreError("CERTSERVER_DATABASE_URL is not a database URL") from None
         location = parsed.render_as_string(hide_password=True)
-        if parsed.get_backend_name() == "sqlite":
+        backend = parsed.get_backend_name()
+        if backend not in _BACKENDS:
+            raise StoreError(f"{location}: unsupported database (use sqlite or postgresql)")
+        if backend == "sqlite":
             location = _prepare_sqlite(parsed, create=create)
             engine = sa.create_engine(parsed, connect_args={"timeout": busy_timeout})
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = sa.create_engine(parsed, connect_args={"connect_timeout": 10})
+            try:
+                engine = sa.create_engine(parsed, connect_args={"connect_timeout": 10})
+            except (ArgumentError, NoSuchModuleError, ImportError):
+                raise StoreError(f"{location}: unsupported database driver") from None
         store = cls(engine, location)
         with store._errors(), engine.begin() as connection:
             if not create and migrate.current_revision(connection) is None:
