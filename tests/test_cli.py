@@ -232,9 +232,44 @@ def test_an_out_path_that_is_a_file_is_refused(seeded: Cli, tmp_path: Path) -> N
     file = tmp_path / "file"
     file.write_text("x")
     with unchanged(seeded, tmp_path):
-        result = seeded("deployment", "create", "x", "--out", str(file))
-    assert result.exit_code != 0
-    assert "not a directory" in result.stderr or "is a file" in result.stderr
+        _one_line_error(
+            seeded("deployment", "create", "x", "--out", str(file)), str(file), "not a directory"
+        )
+
+
+def test_a_directory_at_the_zip_path_is_refused(seeded: Cli, out_dir: Path) -> None:
+    (out_dir / "x_certs.zip").mkdir()
+    with unchanged(seeded, out_dir):
+        for extra in ([], ["--force"]):
+            _one_line_error(
+                seeded("deployment", "create", "x", "--out", str(out_dir), *extra),
+                "x_certs.zip",
+                "is a directory",
+            )
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("garbage", "CERTSERVER_DATABASE_URL is not a database URL"),
+        ("mysql://u@127.0.0.1/db", "unsupported database"),
+        ("postgresql+psycopg://u:hunter2@127.0.0.1:1/db", "connection"),
+    ],
+)
+def test_a_bad_database_url_is_refused_without_its_password(
+    home: Path, out_dir: Path, url: str, message: str
+) -> None:
+    run = Cli(env_for(home, CERTSERVER_DATABASE_URL=url))
+    with unchanged(run, out_dir):
+        result = run("deployment", "create", "x", "--out", str(out_dir))
+    _one_line_error(result, message)
+    assert "hunter2" not in result.stderr
+
+
+def test_a_long_name_works(run: Cli, out_dir: Path) -> None:
+    name = "n" * 63
+    assert run("deployment", "create", name, "--out", str(out_dir)).exit_code == 0
+    assert (out_dir / f"{name}_certs.zip").is_file()
 
 
 @contextlib.contextmanager
@@ -340,6 +375,14 @@ def test_a_named_master_key_file_must_exist(home: Path, out_dir: Path, tmp_path:
             run("deployment", "create", "x", "--out", str(out_dir)), str(named), "missing"
         )
     assert not named.exists()
+    assert not home.exists()  # nothing made before the key was found missing
+    made = run("master-key", "create", str(named.parent / "new.key"))
+    assert made.exit_code != 0 and "cannot create" in made.stderr  # no such folder
+    named.parent.mkdir()
+    assert run("master-key", "create", str(named)).exit_code == 0
+    assert named.stat().st_mode & 0o777 == 0o600
+    _one_line_error(run("master-key", "create", str(named)), str(named), "already exists")
+    assert run("deployment", "create", "x", "--out", str(out_dir)).exit_code == 0
 
 
 def test_home_and_secrets_are_private(run: Cli, home: Path, out_dir: Path) -> None:

@@ -147,3 +147,28 @@ def test_unreadable_inputs_are_one_line_errors(run: Cli, tmp_path: Path) -> None
         assert result.exit_code == 1
         assert result.stderr.strip() == f"certserver: error: {path}: {problem}"
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_pkcs7_bundle_lists_its_certificates_quietly(
+    run: Cli, alpha: Extracted, tmp_path: Path
+) -> None:
+    from .conftest import need_tool, run_process
+
+    openssl = need_tool("openssl")
+    bundle = tmp_path / "bundle.p7b"
+    done = run_process(
+        openssl,
+        "crl2pkcs7",
+        "-nocrl",
+        "-certfile",
+        str(alpha.cert(Component.CCM)),
+        "-certfile",
+        str(alpha.ca(Component.CCM)),
+        "-out",
+        str(bundle),
+    )
+    assert done.returncode == 0, done.stderr
+    result = run("inspect", "--json", str(bundle))
+    assert result.exit_code == 0 and result.stderr == ""
+    subjects = [r["subject"] for r in json.loads(result.stdout)[0]["contents"]]
+    assert len(subjects) == 2 and subjects[0].startswith("CN=ccm, ")

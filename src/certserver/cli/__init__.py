@@ -9,6 +9,7 @@ import click
 
 from certserver.cli.deployment import deployment
 from certserver.cli.inspect import inspect_command
+from certserver.cli.master_key import master_key
 from certserver.errors import CertserverError
 
 #: Exit code of a domain error (bad input, store or key problem). Usage errors exit 2.
@@ -49,6 +50,7 @@ def cli() -> None:
 
 cli.add_command(deployment)
 cli.add_command(inspect_command)
+cli.add_command(master_key)
 
 
 def main() -> None:
