@@ -390,3 +390,106 @@ def test_home_and_secrets_are_private(run: Cli, home: Path, out_dir: Path) -> No
     assert (home.stat().st_mode & 0o777) == 0o700
     assert (home / "master.key").stat().st_mode & 0o777 == 0o600
     assert (home / "certserver.db").stat().st_mode & 0o777 == 0o600
+
+
+def test_concurrent_first_uses_of_a_new_store_all_succeed(
+    database_url: str | None, tmp_path: Path
+) -> None:
+    script = certserver_script()
+    home = tmp_path / "home"
+    env = env_for(home, CERTSERVER_BUSY_TIMEOUT="30")
+    if database_url:
+        env["CERTSERVER_DATABASE_URL"] = database_url
+    out = tmp_path / "out"
+    out.mkdir()
+    names = [f"race-{i}" for i in range(4)]
+    processes = [
+        subprocess.Popen(
+            [script, "deployment", "create", name, "--out", str(out)],
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in names
+    ]
+    results = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in processes]
+    assert all(code == 0 for code, _ in results), results
+    listed = run_process(script, "deployment", "list", "--json", env=env)
+    assert sorted(row["name"] for row in json.loads(listed.stdout)) == names
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}_certs.zip" for n in names)
+
+
+def test_sigterm_while_waiting_for_the_store_leaves_nothing(
+    seeded: Cli, home: Path, out_dir: Path
+) -> None:
+    import signal
+    import time
+
+    holder = sqlite3.connect(home / "certserver.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        process = subprocess.Popen(
+            [certserver_script(), "deployment", "create", "victim", "--out", str(out_dir)],
+            env={**os.environ, **env_for(home, CERTSERVER_BUSY_TIMEOUT="4")},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        time.sleep(2)  # inside the busy wait, past key generation
+        # Python runs the handler once sqlite's C-level wait returns: within the busy timeout
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=30)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert code == 128 + signal.SIGTERM
+    assert list(out_dir.iterdir()) == []
+    assert _names(seeded) == ["seed"]
+
+
+def test_an_empty_store_file_beside_its_master_key_is_refused(
+    seeded: Cli, home: Path, out_dir: Path
+) -> None:
+    (home / "certserver.db").write_bytes(b"")
+    with unchanged(seeded, home, out_dir):
+        _one_line_error(
+            seeded("deployment", "create", "x", "--out", str(out_dir)), "store is missing"
+        )
+
+
+def test_a_damaged_row_is_reported_as_a_corrupt_store(seeded: Cli, home: Path) -> None:
+    connection = sqlite3.connect(home / "certserver.db")
+    connection.execute("UPDATE certificates SET hosts = 'not json' WHERE component = 'ccm'")
+    connection.commit()
+    connection.close()
+    _one_line_error(seeded("deployment", "show", "seed"), "store is corrupt", "deployment seed")
+
+
+def test_a_password_in_the_database_url_query_is_masked(home: Path, out_dir: Path) -> None:
+    url = "postgresql+psycopg:///db?host=127.0.0.1&port=1&user=u&password=S3cretPW"
+    result = Cli(env_for(home, CERTSERVER_DATABASE_URL=url))("deployment", "list")
+    _one_line_error(result, "password=REDACTED")
+    assert "S3cretPW" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("--org=Evil\u202eCorp", "invalid organization"),
+        ("--org=Two\u2028Lines", "invalid organization"),
+        ("--host=ccm=fe80::1%eth0", "scoped IPv6"),
+        ("--host=ccm=0.0.0.0", "unspecified address"),
+        ("--host=ccm=\u212aa.com", "ASCII (xn--) form"),
+        ("--host=ccm=host..", "invalid host"),
+    ],
+)
+def test_deceptive_values_are_refused(
+    seeded: Cli, out_dir: Path, option: str, message: str
+) -> None:
+    with unchanged(seeded, out_dir):
+        _one_line_error(seeded("deployment", "create", "x", option, "--out", str(out_dir)), message)
+
+
+def test_an_error_naming_a_path_with_a_newline_stays_one_line(run: Cli, tmp_path: Path) -> None:
+    result = run("inspect", str(tmp_path / "no\nsuch"))
+    _one_line_error(result, "no\\nsuch", "no such file")

@@ -39,3 +39,9 @@ def test_explicit_settings_win() -> None:
 def test_a_bad_timeout_is_refused() -> None:
     with pytest.raises(InvalidInput, match="CERTSERVER_BUSY_TIMEOUT"):
         Settings.from_env({"CERTSERVER_HOME": "/x", "CERTSERVER_BUSY_TIMEOUT": "soon"})
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "1e10"])
+def test_an_out_of_range_timeout_is_refused(value: str) -> None:
+    with pytest.raises(InvalidInput, match="expected seconds from 0 to 3600"):
+        Settings.from_env({"CERTSERVER_HOME": "/x", "CERTSERVER_BUSY_TIMEOUT": value})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zipfile
 from pathlib import Path
@@ -172,3 +173,60 @@ def test_a_pkcs7_bundle_lists_its_certificates_quietly(
     assert result.exit_code == 0 and result.stderr == ""
     subjects = [r["subject"] for r in json.loads(result.stdout)[0]["contents"]]
     assert len(subjects) == 2 and subjects[0].startswith("CN=ccm, ")
+
+
+def test_special_files_are_refused_without_reading(run: Cli, tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
+        result = run("inspect", str(path))
+        assert result.exit_code == 1
+        assert result.stderr == f"certserver: error: {path}: is not a regular file\n"
+
+
+def test_an_unterminated_pem_block_is_refused_at_once(run: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "many.pem"
+    path.write_text("-----BEGIN A-----\n" * 20000)  # quadratic with a backtracking regex
+    result = run("inspect", str(path))
+    assert result.stderr == f"certserver: error: {path}: unterminated a block\n"
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def test_malformed_packages_are_one_line_errors(run: Cli, alpha: Extracted, tmp_path: Path) -> None:
+    cases = {
+        "not-json": ({"manifest.json": b"[[[["}, "manifest.json is not JSON"),
+        "list": (
+            {"manifest.json": b"[]"},
+            "manifest.json is damaged: no list of files with hashes",
+        ),
+        "mixed": (
+            {"manifest.json": json.dumps({"files": [{"path": 1, "sha256": "x"}]}).encode()},
+            "manifest.json is damaged: no list of files with hashes",
+        ),
+        "deep": ({"manifest.json": b"[" * 200000}, "manifest.json is not JSON"),
+    }
+    for label, (members, problem) in cases.items():
+        path = _zip(tmp_path / f"{label}.zip", members)
+        result = run("inspect", str(path))
+        assert result.exit_code == 1, label
+        assert result.stderr == f"certserver: error: {path}: {problem}\n", label
+
+
+def test_a_zip_inside_a_package_is_not_opened(run: Cli, alpha: Extracted, tmp_path: Path) -> None:
+    inner = alpha.result.package_path.read_bytes()
+    digest = hashlib.sha256(inner).hexdigest()
+    manifest = {"files": [{"path": "ccm/inner.zip", "sha256": digest}]}
+    path = _zip(
+        tmp_path / "outer.zip",
+        {"manifest.json": json.dumps(manifest).encode(), "ccm/inner.zip": inner},
+    )
+    report = _json(run, path)[0]["contents"][0]  # type: ignore[index]
+    assert report["members"][0]["contents"] == [{"kind": "nested-zip"}]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from certserver.errors import InvalidInput
 
 DATABASE_FILE = "certserver.db"
 MASTER_KEY_FILE = "master.key"
+_MAX_TIMEOUT = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +43,12 @@ class Settings:
         try:
             timeout = float(timeout_text)
         except ValueError:
+            timeout = math.nan
+        if not 0 <= timeout <= _MAX_TIMEOUT:  # also refuses nan
             raise InvalidInput(
-                f"CERTSERVER_BUSY_TIMEOUT={timeout_text!r} is not a number"
-            ) from None
+                f"CERTSERVER_BUSY_TIMEOUT={timeout_text!r}: expected seconds from 0 to "
+                f"{_MAX_TIMEOUT}"
+            )
         return cls(home, database_url, master_key, not named_key, timeout)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat
 from pathlib import Path
 
 from certserver.errors import FileProblem, TargetExists
@@ -63,18 +64,22 @@ class StagedFile:
                     os.link(self.target, self._backup)
                     self._has_backup = True
                 self.temp.replace(self.target)
+                self._placed = True
             else:
-                os.link(self.temp, self.target)
-                self.temp.unlink()
+                os.link(self.temp, self.target)  # fails if the target exists: no clobbering
+                self._placed = True
+                self._discard()  # placed whatever happens to the temporary name
         except FileExistsError:
             raise TargetExists(self.target, "already exists (use --force to replace it)") from None
         except OSError as exc:
             raise FileProblem(self.target, f"cannot write: {exc.strerror}") from None
-        self._placed = True
 
     def undo(self) -> None:
-        """Put back what the target was before :meth:`place`; remove the staged file."""
-        with contextlib.suppress(FileNotFoundError):
+        """Put back what the target was before :meth:`place`; remove the staged file.
+
+        Best effort: it runs while another error is on its way to the user.
+        """
+        with contextlib.suppress(OSError):
             if self._placed and self._has_backup:
                 self._backup.replace(self.target)
             elif self._placed:
@@ -85,13 +90,34 @@ class StagedFile:
     def finish(self) -> None:
         """Keep the placed file; drop the backup."""
         if self._has_backup:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 self._backup.unlink()
         self._discard()
 
     def _discard(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             self.temp.unlink()
+
+
+def read_regular_file(path: Path, limit: int, what: str) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes (never a FIFO or a device)."""
+    try:
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise FileProblem(path, "is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise FileProblem(path, "is not a regular file")
+        if info.st_size > limit:
+            raise FileProblem(path, f"too large to be {what}")
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
+    except FileNotFoundError:
+        raise FileProblem(path, "no such file") from None
+    except OSError as exc:
+        raise FileProblem(path, f"cannot read: {exc.strerror}") from None
+    if len(data) > limit:
+        raise FileProblem(path, f"too large to be {what}")
+    return data
 
 
 def check_writable_dir(path: Path) -> None:

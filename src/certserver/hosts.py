@@ -26,13 +26,21 @@ class Host:
         if not text:
             raise InvalidInput("empty host name")
         candidate = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+        if "%" in candidate:
+            raise InvalidInput(f"invalid host {raw!r}: scoped IPv6 addresses are not allowed")
         try:
             address = ipaddress.ip_address(candidate)
         except ValueError:
             pass
         else:
+            if address.is_unspecified:
+                raise InvalidInput(f"invalid host {raw!r}: the unspecified address names no host")
             return cls(str(address), True)
-        name = text.lower().rstrip(".")
+        if not text.isascii():
+            raise InvalidInput(
+                f"invalid host {raw!r}: use the ASCII (xn--) form of international names"
+            )
+        name = text.lower().removesuffix(".")
         if "*" in name:
             raise InvalidInput(f"invalid host {raw!r}: wildcards are not allowed")
         labels = name.split(".")

@@ -6,10 +6,12 @@ import datetime as dt
 import hashlib
 import io
 import json
+import warnings
 import zipfile
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
@@ -23,6 +25,7 @@ Report = dict[str, Any]
 
 MAX_PACKAGE_MEMBERS = 64
 MAX_MEMBER_SIZE = 1 << 20
+MAX_PACKAGE_SIZE = 8 << 20
 
 _EKU_NAMES = {
     ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth",
@@ -47,7 +50,24 @@ _AGREEMENT_ONLY = {"encipher_only": "encipherOnly", "decipher_only": "decipherOn
 
 def inspect_bytes(data: bytes, source: str, now: dt.datetime) -> list[Report]:
     """Describe everything in ``data``; raises FileProblem naming ``source`` when unreadable."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. cryptography on a zero serial: not for stderr
+        try:
+            return _inspect(data, source, now, in_package=False)
+        except CertserverError:
+            raise
+        except UnsupportedAlgorithm:
+            raise FileProblem(source, "uses an algorithm certserver does not support") from None
+        except RecursionError:
+            raise FileProblem(source, "is nested too deeply to read") from None
+        except (ValueError, TypeError, NotImplementedError, RuntimeError):
+            raise FileProblem(source, "is damaged (a field does not parse)") from None
+
+
+def _inspect(data: bytes, source: str, now: dt.datetime, *, in_package: bool) -> list[Report]:
     if data.startswith(b"PK\x03\x04"):
+        if in_package:
+            return [{"kind": "nested-zip"}]  # a package never holds one; not opened
         return [_package(data, source, now)]
     try:
         parsed = parse(data)
@@ -126,6 +146,8 @@ def _package(data: bytes, source: str, now: dt.datetime) -> Report:
         raise FileProblem(source, f"damaged zip: {exc}") from None
     if len(infos) > MAX_PACKAGE_MEMBERS:
         raise FileProblem(source, f"zip has {len(infos)} members, more than a package holds")
+    if sum(info.file_size for info in infos) > MAX_PACKAGE_SIZE:
+        raise FileProblem(source, "zip unpacks to more than a package holds")
     contents: dict[str, bytes] = {}
     for info in infos:
         if info.is_dir():
@@ -134,15 +156,11 @@ def _package(data: bytes, source: str, now: dt.datetime) -> Report:
             raise FileProblem(source, f"zip member {info.filename} is too large for a package")
         try:
             contents[info.filename] = archive.read(info)
-        except (zipfile.BadZipFile, OSError, ValueError) as exc:
-            raise FileProblem(source, f"zip member {info.filename} is damaged: {exc}") from None
+        except (zipfile.BadZipFile, OSError, ValueError, RuntimeError, NotImplementedError):
+            raise FileProblem(source, f"zip member {info.filename} cannot be read") from None
     if MANIFEST_NAME not in contents:
         raise FileProblem(source, f"zip has no {MANIFEST_NAME}: not a certserver package")
-    try:
-        manifest = json.loads(contents[MANIFEST_NAME])
-        listed = {row["path"]: row["sha256"] for row in manifest["files"]}
-    except (ValueError, KeyError, TypeError) as exc:
-        raise FileProblem(source, f"{MANIFEST_NAME} is damaged: {exc}") from None
+    manifest, listed = _manifest(contents[MANIFEST_NAME], source)
     problems = []
     for path, digest in sorted(listed.items()):
         if path not in contents:
@@ -159,7 +177,7 @@ def _package(data: bytes, source: str, now: dt.datetime) -> Report:
         if path not in contents:
             continue
         try:
-            found = inspect_bytes(contents[path], f"{source}:{path}", now)
+            found = _inspect(contents[path], f"{source}:{path}", now, in_package=True)
         except CertserverError as exc:
             problems.append(str(exc))
             continue
@@ -175,6 +193,23 @@ def _package(data: bytes, source: str, now: dt.datetime) -> Report:
         "problems": problems,
         "members": members,
     }
+
+
+def _manifest(data: bytes, source: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The manifest and its ``path -> sha256`` table; FileProblem for any other shape."""
+    try:
+        manifest = json.loads(data)
+    except (ValueError, RecursionError):
+        raise FileProblem(source, f"{MANIFEST_NAME} is not JSON") from None
+    rows = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(rows, list) or not all(
+        isinstance(row, dict)
+        and isinstance(row.get("path"), str)
+        and isinstance(row.get("sha256"), str)
+        for row in rows
+    ):
+        raise FileProblem(source, f"{MANIFEST_NAME} is damaged: no list of files with hashes")
+    return manifest, {row["path"]: row["sha256"] for row in rows}
 
 
 def name_text(name: x509.Name) -> str:

@@ -13,8 +13,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from certserver.errors import MasterKeyError
-from certserver.files import create_secret_file
+from certserver.errors import FileProblem, MasterKeyError
+from certserver.files import StagedFile, read_regular_file
 
 _HEADER = b"certserver-master-key-v1\n"
 _BLOB_VERSION = b"\x01"
@@ -44,14 +44,19 @@ class MasterKey:
     def create(cls, path: Path) -> MasterKey:
         """Write a new key to ``path`` (mode 0600 from the start); refuses an existing file."""
         key = cls.generate()
-        create_secret_file(path, _HEADER + base64.b64encode(key.secret) + b"\n")
+        staged = StagedFile(path, _HEADER + base64.b64encode(key.secret) + b"\n")
+        try:
+            staged.place(replace=False)  # whole or not at all, even for a reader racing us
+        except BaseException:
+            staged.undo()
+            raise
+        staged.finish()
         return cls(key.secret, path)
 
     @classmethod
     def load(cls, path: Path) -> MasterKey:
         try:
             info = path.stat()
-            data = path.read_bytes()
         except FileNotFoundError:
             raise MasterKeyError(f"{path}: master key file is missing") from None
         except OSError as exc:
@@ -61,9 +66,12 @@ class MasterKey:
         if info.st_mode & 0o077:
             raise MasterKeyError(
                 f"{path}: master key is readable by group or others "
-                f"(mode {info.st_mode & 0o777:04o}); "
-                "chmod 600 it"
+                f"(mode {info.st_mode & 0o777:04o}); chmod 600 it"
             )
+        try:
+            data = read_regular_file(path, 4096, "a master key")
+        except FileProblem as exc:
+            raise MasterKeyError(f"{path}: cannot read master key: {exc.problem}") from None
         if not data.startswith(_HEADER):
             raise MasterKeyError(f"{path}: not a certserver master key file")
         try:
@@ -80,8 +88,8 @@ class MasterKey:
         return _BLOB_VERSION + nonce + AESGCM(self.secret).encrypt(nonce, plaintext, context)
 
     def unseal(self, blob: bytes, context: bytes) -> bytes:
-        if blob[:1] != _BLOB_VERSION:
-            raise MasterKeyError("sealed key has an unknown format")
+        if blob[:1] != _BLOB_VERSION or len(blob) < 1 + _NONCE_SIZE + 16:
+            raise MasterKeyError("sealed key is damaged or has an unknown format")
         nonce, ciphertext = blob[1 : 1 + _NONCE_SIZE], blob[1 + _NONCE_SIZE :]
         try:
             return AESGCM(self.secret).decrypt(nonce, ciphertext, context)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 
 from certserver.keys import PrivateKey
 
-_BLOCK_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
+_BEGIN_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ]{1,40})-----")
 _CERT_LABELS = {b"CERTIFICATE", b"TRUSTED CERTIFICATE", b"X509 CERTIFICATE"}
 _CSR_LABELS = {b"CERTIFICATE REQUEST", b"NEW CERTIFICATE REQUEST"}
 _KEY_LABELS = {b"PRIVATE KEY", b"RSA PRIVATE KEY", b"EC PRIVATE KEY"}
@@ -61,8 +61,7 @@ def parse(data: bytes) -> Parsed:
 
 def _parse_pem(data: bytes) -> Parsed:
     found = Parsed(encoding="PEM")
-    for match in _BLOCK_RE.finditer(data):
-        label, body = match.group(1), match.group(0)
+    for label, body in _blocks(data):
         try:
             if label in _CERT_LABELS:
                 found.certificates.append(x509.load_pem_x509_certificate(_as_cert_label(body)))
@@ -88,6 +87,19 @@ def _parse_pem(data: bytes) -> Parsed:
     if found.empty:
         raise ParseError("no certificate, key or CSR in PEM input")
     return found
+
+
+def _blocks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """Each ``(label, whole block)``, in one linear pass (no regex backtracking over input)."""
+    position = 0
+    while (begin := _BEGIN_RE.search(data, position)) is not None:
+        label = begin.group(1)
+        end_marker = b"-----END " + label + b"-----"
+        end = data.find(end_marker, begin.end())
+        if end < 0:
+            raise ParseError(f"unterminated {label.decode().lower()} block")
+        position = end + len(end_marker)
+        yield label, data[begin.start() : position]
 
 
 def _as_cert_label(block: bytes) -> bytes:

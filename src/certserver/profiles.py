@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,6 +23,11 @@ CLIENT_CERT_MAX_DAYS = 397
 _MAX_ORG = 64  # ub-organization-name (RFC 5280)
 
 
+def _hidden(ch: str) -> bool:
+    """Characters that print as nothing or reorder text (bidi controls, separators)."""
+    return unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
+
+
 @dataclass(frozen=True, slots=True)
 class Organization:
     value: str
@@ -29,8 +35,10 @@ class Organization:
     def __post_init__(self) -> None:
         if not self.value.strip() or len(self.value) > _MAX_ORG:
             raise InvalidInput(f"invalid organization {self.value!r}: use 1-{_MAX_ORG} characters")
-        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in self.value):
-            raise InvalidInput("invalid organization: control characters are not allowed")
+        if not self.value.isprintable() or any(_hidden(ch) for ch in self.value):
+            raise InvalidInput(
+                "invalid organization: control, format and separator characters are not allowed"
+            )
 
     def __str__(self) -> str:
         return self.value

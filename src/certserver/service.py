@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from certserver.errors import (
     FileProblem,
     InvalidInput,
     MasterKeyError,
+    StoreCorrupt,
     StoreMissing,
     TargetExists,
 )
@@ -131,22 +133,26 @@ class CertServer:
             )
         if target.is_dir():
             raise FileProblem(target, "is a directory")
+        if os.path.lexists(target) and not request.force:
+            raise TargetExists(target, "already exists (use --force to replace it)")
         store, key = self._open(create=True)
         if store.deployment_exists(request.name):
             raise DeploymentExists(f"deployment {request.name} already exists")
-        if target.exists() and not request.force:
-            raise TargetExists(target, "already exists (use --force to replace it)")
 
         material, ca_key_der = self._mint(request)
         record = _record(material, ca_key_der, request, key)
-        staged = StagedFile(target, package.build(material))
+        data = package.build(material)
+        staged: StagedFile | None = None
         try:
             with store.transaction() as connection:
-                store.add_deployment(connection, record)
+                store.add_deployment(connection, record)  # waits here if the store is busy
+                staged = StagedFile(target, data)
                 staged.place(replace=request.force)
         except BaseException:
-            staged.undo()
+            if staged is not None:
+                staged.undo()
             raise
+        assert staged is not None
         staged.finish()
         return CreateResult(_view(record), target)
 
@@ -163,7 +169,7 @@ class CertServer:
     def package_bytes(self, name: DeploymentName) -> tuple[str, bytes]:
         """The package's file name and bytes, made again from the store."""
         store, key = self._open(create=False)
-        material = _material(store.get_deployment(name), key)
+        material = _material(store.get_deployment(name), key, store.location)
         return material.file_name, package.build(material)
 
     def export_package(self, name: DeploymentName, out_dir: Path, *, force: bool) -> Path:
@@ -218,9 +224,11 @@ class CertServer:
         settings = self.settings
         key_path = settings.master_key_file
         sqlite = settings.sqlite_path
+        if key_path.is_symlink() and not key_path.exists():
+            raise MasterKeyError(f"{key_path}: master key is a dangling symlink")
         if (
             sqlite is not None
-            and not sqlite.exists()
+            and _missing_or_empty(sqlite)
             and settings.master_key_is_default
             and key_path.exists()
         ):
@@ -260,12 +268,15 @@ class CertServer:
             if path.exists():
                 key = MasterKey.load(path)
             elif create and self.settings.master_key_is_default:
-                key = MasterKey.create(path)
+                try:
+                    key = MasterKey.create(path)
+                except TargetExists:  # another first use made it a moment ago
+                    key = MasterKey.load(path)
             else:
                 raise MasterKeyError(f"{path}: master key file is missing")
-            if create:
-                store.record_master_key_id(key.key_id)
-            return key
+            if not create:
+                return key
+            expected = store.claim_master_key_id(key.key_id)
         if not path.exists():
             raise MasterKeyError(
                 f"{path}: master key file is missing; store {store.location} is sealed with "
@@ -278,6 +289,13 @@ class CertServer:
                 f"(file has key id {key.key_id}, store expects {expected})"
             )
         return key
+
+
+def _missing_or_empty(path: Path) -> bool:
+    try:
+        return path.stat().st_size == 0
+    except FileNotFoundError:
+        return True
 
 
 def _seal_context(kind: str, ccid: Ccid, cert_fingerprint: str) -> bytes:
@@ -328,11 +346,16 @@ def _record(
     )
 
 
-def _material(record: DeploymentRecord, key: MasterKey) -> DeploymentMaterial:
-    ca_cert = x509.load_der_x509_certificate(record.authority.cert_der)
+def _material(record: DeploymentRecord, key: MasterKey, location: str) -> DeploymentMaterial:
+    try:
+        ca_cert = x509.load_der_x509_certificate(record.authority.cert_der)
+        certs = [x509.load_der_x509_certificate(c.cert_der) for c in record.certificates]
+    except ValueError:
+        raise StoreCorrupt(
+            f"{location}: store is corrupt (deployment {record.name}: a certificate does not parse)"
+        ) from None
     components = []
-    for cert_record in record.certificates:
-        cert = x509.load_der_x509_certificate(cert_record.cert_der)
+    for cert_record, cert in zip(record.certificates, certs, strict=True):
         context = _seal_context(cert_record.component.folder, record.ccid, fingerprint(cert))
         components.append(
             ComponentMaterial(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from typing import Any
 
 import click
@@ -10,6 +11,7 @@ import click
 from certserver.cli.deployment import deployment
 from certserver.cli.inspect import inspect_command
 from certserver.cli.master_key import master_key
+from certserver.cli.output import printable
 from certserver.errors import CertserverError
 
 #: Exit code of a domain error (bad input, store or key problem). Usage errors exit 2.
@@ -24,7 +26,13 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except CertserverError as exc:
-            click.echo(f"certserver: error: {exc.message}", err=True)
+            click.echo(f"certserver: error: {printable(exc.message)}", err=True)
+            ctx.exit(EXIT_ERROR)
+        except OSError as exc:  # an I/O failure no check foresaw: still one line, no traceback
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(
+                f"certserver: error: {printable(where + (exc.strerror or str(exc)))}", err=True
+            )
             ctx.exit(EXIT_ERROR)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
@@ -53,7 +61,14 @@ cli.add_command(inspect_command)
 cli.add_command(master_key)
 
 
+def _terminate(signum: int, _frame: object) -> None:
+    """SIGTERM and SIGHUP unwind like Ctrl-C, so half-made files are removed on the way out."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _terminate)
     cli.main(prog_name="certserver")
 
 

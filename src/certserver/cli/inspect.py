@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from certserver.cli import output
-from certserver.errors import FileProblem
+from certserver.files import read_regular_file
 from certserver.inspection import Report, inspect_bytes
 from certserver.service import utc_now
 
@@ -34,7 +34,7 @@ def inspect_command(ctx: click.Context, files: tuple[Path, ...], as_json: bool) 
         for index, result in enumerate(results):
             if index:
                 click.echo()
-            click.echo(f"{result['file']}:")
+            click.echo(output.printable(f"{result['file']}:"))
             for report in result["contents"]:
                 click.echo(_render(report, indent=2))
     damaged = [
@@ -44,22 +44,14 @@ def inspect_command(ctx: click.Context, files: tuple[Path, ...], as_json: bool) 
         if report["kind"] == "package" and not report["manifest_ok"]
     ]
     for file in damaged:
-        click.echo(f"certserver: error: {file}: package does not match its manifest", err=True)
+        message = f"certserver: error: {file}: package does not match its manifest"
+        click.echo(output.printable(message), err=True)
     if damaged:
         ctx.exit(1)
 
 
 def _read(path: Path) -> bytes:
-    try:
-        if path.stat().st_size > _MAX_INPUT:
-            raise FileProblem(path, "too large to be a certificate, key, CSR or package")
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise FileProblem(path, "no such file") from None
-    except IsADirectoryError:
-        raise FileProblem(path, "is a directory") from None
-    except OSError as exc:
-        raise FileProblem(path, f"cannot read: {exc.strerror}") from None
+    return read_regular_file(path, _MAX_INPUT, "a certificate, key, CSR or package")
 
 
 def _validity(report: Report) -> str:
@@ -74,6 +66,8 @@ def _render(report: Report, indent: int) -> str:
     kind = report["kind"]
     if kind == "package":
         return _render_package(report, indent)
+    if kind == "nested-zip":
+        return f"{pad}a zip inside the package (not opened)"
     if kind == "encrypted-private-key":
         return f"{pad}encrypted private key (not decrypted)"
     if kind in ("private-key", "public-key"):
@@ -121,7 +115,7 @@ def _render(report: Report, indent: int) -> str:
 def _render_package(report: Report, indent: int) -> str:
     pad = " " * indent
     lines = [
-        f"{pad}certserver package of deployment {report['deployment']}",
+        f"{pad}certserver package of deployment {output.printable(str(report['deployment']))}",
         output.fields(
             [
                 ("CCID", str(report["ccid"])),
@@ -132,11 +126,11 @@ def _render_package(report: Report, indent: int) -> str:
             indent + 2,
         ),
     ]
-    lines += [f"{pad}  problem: {problem}" for problem in report["problems"]]
+    lines += [f"{pad}  problem: {output.printable(problem)}" for problem in report["problems"]]
     for member in report["members"]:
-        lines.append(f"{pad}  {member['path']}  mode {member['mode']}")
+        lines.append(f"{pad}  {output.printable(member['path'])}  mode {member['mode']}")
         for item in member["contents"]:
-            lines.append(f"{pad}    {_summary(item)}")
+            lines.append(f"{pad}    {output.printable(_summary(item))}")
     return "\n".join(lines)
 
 

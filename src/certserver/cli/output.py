@@ -18,6 +18,14 @@ from certserver.inspection import iso
 from certserver.profiles import Organization
 
 
+def printable(text: str) -> str:
+    """``text`` with control and format characters escaped, so output cannot forge lines
+    or drive the terminal (names, SANs and paths come from files we did not write)."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 def fingerprint(hex_digest: str, algorithm: str = "SHA256") -> str:
     """``SHA256:AB:CD:…``, the form ``openssl x509 -fingerprint -sha256`` prints."""
     pairs = [hex_digest[i : i + 2] for i in range(0, len(hex_digest), 2)]
@@ -29,6 +37,7 @@ def when(moment: dt.datetime) -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], indent: int = 0) -> str:
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
@@ -40,6 +49,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], indent: int = 0
 
 
 def fields(pairs: Sequence[tuple[str, str]], indent: int = 2) -> str:
+    pairs = [(printable(label), printable(value)) for label, value in pairs]
     width = max(len(label) for label, _ in pairs)
     return "\n".join(f"{' ' * indent}{label.ljust(width)}  {value}" for label, value in pairs)
 

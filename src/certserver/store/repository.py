@@ -12,9 +12,16 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, NoSuchModuleError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DatabaseError,
+    IntegrityError,
+    NoResultFound,
+    NoSuchModuleError,
+)
 
 from certserver.errors import (
+    CertserverError,
     DeploymentExists,
     DeploymentNotFound,
     StoreCorrupt,
@@ -31,6 +38,7 @@ from certserver.store.tables import authorities, certificates, deployments, stor
 
 ACTIVE = "active"
 _BACKENDS = ("sqlite", "postgresql")
+_LOCK = 0x63657274  # pg advisory lock id for schema changes ("cert")
 _MASTER_KEY_ID = "master_key_id"
 
 
@@ -92,9 +100,9 @@ class Store:
         """Open the store at ``url``; ``create`` allows making a new one (and migrating)."""
         try:
             parsed = make_url(url)
-        except ArgumentError:
+            location = _safe_location(parsed)
+        except (ArgumentError, ValueError):
             raise StoreError("CERTSERVER_DATABASE_URL is not a database URL") from None
-        location = parsed.render_as_string(hide_password=True)
         backend = parsed.get_backend_name()
         if backend not in _BACKENDS:
             raise StoreError(f"{location}: unsupported database (use sqlite or postgresql)")
@@ -102,13 +110,17 @@ class Store:
             location = _prepare_sqlite(parsed, create=create)
             engine = sa.create_engine(parsed, connect_args={"timeout": busy_timeout})
             event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "begin", _sqlite_begin)
         else:
             try:
                 engine = sa.create_engine(parsed, connect_args={"connect_timeout": 10})
-            except (ArgumentError, NoSuchModuleError, ImportError):
-                raise StoreError(f"{location}: unsupported database driver") from None
+            except (ArgumentError, NoSuchModuleError, ImportError, ValueError):
+                raise StoreError(f"{location}: unsupported database driver or URL") from None
         store = cls(engine, location)
         with store._errors(), engine.begin() as connection:
+            if create and backend == "postgresql":
+                # one migrator at a time; SQLite's BEGIN IMMEDIATE already serialises writers
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK})
             if not create and migrate.current_revision(connection) is None:
                 raise StoreMissing(f"{location}: no certificate store here (nothing created yet)")
             migrate.upgrade(connection)
@@ -143,9 +155,24 @@ class Store:
                 sa.select(store_meta.c.value).where(store_meta.c.key == _MASTER_KEY_ID)
             )
 
-    def record_master_key_id(self, key_id: str) -> None:
-        with self.transaction() as connection:
-            connection.execute(sa.insert(store_meta).values(key=_MASTER_KEY_ID, value=key_id))
+    def claim_master_key_id(self, key_id: str) -> str:
+        """Record ``key_id`` as this store's master key unless one is; return the recorded one.
+
+        Two first uses at once both get the one that won.
+        """
+        try:
+            with self.transaction() as connection:
+                current = connection.scalar(
+                    sa.select(store_meta.c.value).where(store_meta.c.key == _MASTER_KEY_ID)
+                )
+                if current is not None:
+                    return str(current)
+                connection.execute(sa.insert(store_meta).values(key=_MASTER_KEY_ID, value=key_id))
+                return key_id
+        except IntegrityError:
+            recorded = self.master_key_id()
+            assert recorded is not None
+            return recorded
 
     def deployment_exists(self, name: DeploymentName) -> bool:
         with self.transaction() as connection:
@@ -207,7 +234,22 @@ class Store:
             ],
         )
 
+    @contextlib.contextmanager
+    def _decoding(self, what: str) -> Iterator[None]:
+        """Rows that do not decode into records mean a damaged store, not a bug."""
+        try:
+            yield
+        except (DeploymentNotFound, StoreError):
+            raise
+        except (ValueError, KeyError, TypeError, CertserverError, NoResultFound) as exc:
+            reason = exc.message if isinstance(exc, CertserverError) else type(exc).__name__
+            raise StoreCorrupt(f"{self.location}: store is corrupt ({what}: {reason})") from None
+
     def get_deployment(self, name: DeploymentName) -> DeploymentRecord:
+        with self._decoding(f"deployment {name}"):
+            return self._get_deployment(name)
+
+    def _get_deployment(self, name: DeploymentName) -> DeploymentRecord:
         with self.transaction() as connection:
             row = connection.execute(
                 sa.select(deployments).where(deployments.c.name == name.value)
@@ -245,6 +287,10 @@ class Store:
         )
 
     def list_deployments(self) -> Sequence[DeploymentSummary]:
+        with self._decoding("deployments"):
+            return self._list_deployments()
+
+    def _list_deployments(self) -> Sequence[DeploymentSummary]:
         expiry = (
             sa.select(sa.func.min(certificates.c.not_after))
             .where(
@@ -300,6 +346,18 @@ def _aware(value: object) -> dt.datetime | None:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
+_SECRET_QUERY_KEYS = frozenset({"password", "passwd", "sslpassword", "sslkey"})
+
+
+def _safe_location(url: URL) -> str:
+    """The URL for messages: passwords masked, also when given as query parameters."""
+    query = {
+        key: ("REDACTED" if key.lower() in _SECRET_QUERY_KEYS else value)
+        for key, value in url.query.items()
+    }
+    return url.set(query=query).render_as_string(hide_password=True)
+
+
 def _prepare_sqlite(url: URL, *, create: bool) -> str:
     database = url.database
     if not database or database == ":memory:":
@@ -318,8 +376,16 @@ def _prepare_sqlite(url: URL, *, create: bool) -> str:
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    # certserver emits BEGIN itself (see _sqlite_begin), so the driver must not
+    dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.execute("PRAGMA journal_mode = WAL")
     cursor.execute("PRAGMA synchronous = FULL")
     cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    """Every transaction takes the write lock at its start, so check-then-write is atomic
+    (two first uses cannot both migrate). In WAL mode readers are never blocked by it."""
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
