@@ -135,7 +135,14 @@ def _name(org: str, unit: str, common_name: str) -> x509.Name:
 
 def baseline_ca(key: PrivateKey, name: str, ccid: str, now: dt.datetime) -> x509.Certificate:
     """A self-signed CA certificate with certserver's CA profile, built by hand."""
-    subject = _name(ORG.value, ccid, f"{name} deployment CA")
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORG.value),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ccid),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "deployment CA"),
+            x509.NameAttribute(NameOID.COMMON_NAME, name),
+        ]
+    )
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     return (
         x509.CertificateBuilder()
