@@ -142,7 +142,7 @@ def test_unreadable_inputs_are_one_line_errors(run: Cli, tmp_path: Path) -> None
         (broken, "damaged certificate block"),
         (tmp_path / "missing.pem", "no such file"),
         (tmp_path, "is a directory"),
-        (not_a_package, "zip has no manifest.json: not a certserver package"),
+        (not_a_package, "unsafe zip entry 'readme.txt': outside the package layout"),
     ]:
         result = run("inspect", str(path))
         assert result.exit_code == 1
@@ -223,10 +223,14 @@ def test_malformed_packages_are_one_line_errors(run: Cli, alpha: Extracted, tmp_
 def test_a_zip_inside_a_package_is_not_opened(run: Cli, alpha: Extracted, tmp_path: Path) -> None:
     inner = alpha.result.package_path.read_bytes()
     digest = hashlib.sha256(inner).hexdigest()
-    manifest = {"files": [{"path": "ccm/inner.zip", "sha256": digest}]}
+    manifest = {
+        "deployment": "outer",
+        "ccid": alpha.result.deployment.ccid.value,
+        "files": [{"path": "ccm/ca.crt", "sha256": digest}],
+    }
     path = _zip(
         tmp_path / "outer.zip",
-        {"manifest.json": json.dumps(manifest).encode(), "ccm/inner.zip": inner},
+        {"manifest.json": json.dumps(manifest).encode(), "ccm/ca.crt": inner},
     )
     report = _json(run, path)[0]["contents"][0]  # type: ignore[index]
     assert report["members"][0]["contents"] == [{"kind": "nested-zip"}]

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import io
-import json
 import warnings
-import zipfile
 from typing import Any
 
 from cryptography import x509
@@ -15,17 +12,14 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
+from certserver.archive import open_package
 from certserver.errors import CertserverError, FileProblem
 from certserver.identity import Identity
 from certserver.keys import describe
-from certserver.package import MANIFEST_NAME
 from certserver.pem import ParseError, parse
 
 Report = dict[str, Any]
 
-MAX_PACKAGE_MEMBERS = 64
-MAX_MEMBER_SIZE = 1 << 20
-MAX_PACKAGE_SIZE = 8 << 20
 
 _EKU_NAMES = {
     ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth",
@@ -139,53 +133,21 @@ def public_key(key: object) -> Report:
 
 
 def _package(data: bytes, source: str, now: dt.datetime) -> Report:
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        infos = archive.infolist()
-    except zipfile.BadZipFile as exc:
-        raise FileProblem(source, f"damaged zip: {exc}") from None
-    if len(infos) > MAX_PACKAGE_MEMBERS:
-        raise FileProblem(source, f"zip has {len(infos)} members, more than a package holds")
-    if sum(info.file_size for info in infos) > MAX_PACKAGE_SIZE:
-        raise FileProblem(source, "zip unpacks to more than a package holds")
-    contents: dict[str, bytes] = {}
-    for info in infos:
-        if info.is_dir():
-            continue
-        if info.file_size > MAX_MEMBER_SIZE:
-            raise FileProblem(source, f"zip member {info.filename} is too large for a package")
-        try:
-            contents[info.filename] = archive.read(info)
-        except (zipfile.BadZipFile, OSError, ValueError, RuntimeError, NotImplementedError):
-            raise FileProblem(source, f"zip member {info.filename} cannot be read") from None
-    if MANIFEST_NAME not in contents:
-        raise FileProblem(source, f"zip has no {MANIFEST_NAME}: not a certserver package")
-    manifest, listed = _manifest(contents[MANIFEST_NAME], source)
-    problems = []
-    for path, digest in sorted(listed.items()):
-        if path not in contents:
-            problems.append(f"{path}: listed in the manifest but missing")
-        elif hashlib.sha256(contents[path]).hexdigest() != digest:
-            problems.append(f"{path}: SHA-256 does not match the manifest")
-    problems += [
-        f"{path}: not listed in the manifest"
-        for path in sorted(contents)
-        if path != MANIFEST_NAME and path not in listed
-    ]
+    opened = open_package(data, source)
+    problems = list(opened.problems)
     members: list[Report] = []
-    for path in sorted(listed):
-        if path not in contents:
-            continue
+    for path, member in sorted(opened.members.items()):
         try:
-            found = _inspect(contents[path], f"{source}:{path}", now, in_package=True)
+            found = _inspect(member.data, f"{source}:{path}", now, in_package=True)
         except CertserverError as exc:
             problems.append(str(exc))
             continue
-        members.append({"path": path, "mode": _mode(archive.getinfo(path)), "contents": found})
+        members.append({"path": path, "mode": f"{member.mode:04o}", "contents": found})
+    manifest = opened.manifest
     return {
         "kind": "package",
-        "deployment": manifest.get("deployment"),
-        "ccid": manifest.get("ccid"),
+        "deployment": opened.name.value,
+        "ccid": opened.ccid.value,
         "created_at": manifest.get("created_at"),
         "format_version": manifest.get("format_version"),
         "package_version": manifest.get("package_version"),
@@ -195,30 +157,9 @@ def _package(data: bytes, source: str, now: dt.datetime) -> Report:
     }
 
 
-def _manifest(data: bytes, source: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """The manifest and its ``path -> sha256`` table; FileProblem for any other shape."""
-    try:
-        manifest = json.loads(data)
-    except (ValueError, RecursionError):
-        raise FileProblem(source, f"{MANIFEST_NAME} is not JSON") from None
-    rows = manifest.get("files") if isinstance(manifest, dict) else None
-    if not isinstance(rows, list) or not all(
-        isinstance(row, dict)
-        and isinstance(row.get("path"), str)
-        and isinstance(row.get("sha256"), str)
-        for row in rows
-    ):
-        raise FileProblem(source, f"{MANIFEST_NAME} is damaged: no list of files with hashes")
-    return manifest, {row["path"]: row["sha256"] for row in rows}
-
-
 def name_text(name: x509.Name) -> str:
     """``CN=ccm, OU=…, O=…``: RFC 4514 order, spaced for people."""
     return ", ".join(rdn.rfc4514_string() for rdn in reversed(name.rdns))
-
-
-def _mode(info: zipfile.ZipInfo) -> str:
-    return f"{(info.external_attr >> 16) & 0o777:04o}"
 
 
 def _identity(extensions: x509.Extensions) -> Report | None:

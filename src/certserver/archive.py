@@ -1,0 +1,157 @@
+"""Open a package zip safely: the one reader of ``<name>_certs.zip`` (install and inspect).
+
+Everything about the archive's shape is checked before any member is trusted: names (no
+absolute paths, ``..``, backslashes, duplicates, or entries outside the layout of
+DESIGN.md §3.3), entry types (no symlinks or devices), sizes and compression ratios.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import stat
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from certserver.errors import CertserverError, FileProblem
+from certserver.identity import Ccid, Component, DeploymentName
+from certserver.package import MANIFEST_NAME
+
+MAX_MEMBERS = 64
+MAX_MEMBER_SIZE = 1 << 20
+MAX_TOTAL_SIZE = 8 << 20
+#: PEM text deflates about 1.3:1; anything far beyond that is a bomb, not a certificate.
+MAX_RATIO = 20
+_ALLOWED_COMPRESSION = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+_LAYOUT: Mapping[str, frozenset[str]] = {
+    c.folder: frozenset(n for n in (c.cert_file, c.key_file, c.ca_file, c.chain_file) if n)
+    for c in Component
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    path: str
+    data: bytes
+    mode: int  # permission bits recorded in the zip
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedPackage:
+    """A package whose structure is sound. ``problems`` lists manifest mismatches, if any."""
+
+    source: str
+    manifest: dict[str, Any]
+    name: DeploymentName
+    ccid: Ccid
+    members: Mapping[str, Member]
+    problems: tuple[str, ...]
+
+    def file(self, component: Component, name: str) -> Member | None:
+        return self.members.get(f"{component.folder}/{name}")
+
+
+def open_package(data: bytes, source: str) -> OpenedPackage:
+    """Check and read a package; FileProblem (naming ``source``) for an unsafe or broken one."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        infos = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError):
+        raise FileProblem(source, "not a readable zip") from None
+    if len(infos) > MAX_MEMBERS:
+        raise FileProblem(source, f"zip has {len(infos)} entries, more than a package holds")
+    seen: set[str] = set()
+    for info in infos:
+        _check_entry(info, source, seen)
+    if sum(info.file_size for info in infos) > MAX_TOTAL_SIZE:
+        raise FileProblem(source, "zip unpacks to more than a package holds")
+    members: dict[str, Member] = {}
+    for info in infos:
+        if info.is_dir():
+            continue
+        try:
+            content = archive.read(info)
+        except (zipfile.BadZipFile, OSError, ValueError, RuntimeError, NotImplementedError):
+            raise FileProblem(source, f"zip entry {info.filename} cannot be read") from None
+        members[info.filename] = Member(info.filename, content, (info.external_attr >> 16) & 0o777)
+    manifest_member = members.pop(MANIFEST_NAME, None)
+    if manifest_member is None:
+        raise FileProblem(source, f"zip has no {MANIFEST_NAME}: not a certserver package")
+    manifest, listed = _manifest(manifest_member.data, source)
+    problems = [
+        f"{path}: listed in the manifest but missing"
+        for path in sorted(listed)
+        if path not in members
+    ]
+    problems += [
+        f"{path}: SHA-256 does not match the manifest"
+        for path in sorted(listed)
+        if path in members and hashlib.sha256(members[path].data).hexdigest() != listed[path]
+    ]
+    problems += [
+        f"{path}: not listed in the manifest" for path in sorted(members) if path not in listed
+    ]
+    try:
+        name, ccid = DeploymentName(manifest["deployment"]), Ccid(manifest["ccid"])
+    except (CertserverError, KeyError, TypeError):
+        raise FileProblem(source, f"{MANIFEST_NAME} names no valid deployment and CCID") from None
+    return OpenedPackage(source, manifest, name, ccid, members, tuple(problems))
+
+
+def _check_entry(info: zipfile.ZipInfo, source: str, seen: set[str]) -> None:
+    name = info.filename
+    shown = name.encode("unicode_escape").decode("ascii")
+
+    def refuse(problem: str) -> FileProblem:
+        return FileProblem(source, f"unsafe zip entry {shown!r}: {problem}")
+
+    if "\\" in name:
+        raise refuse("backslash in the name")
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise refuse("absolute path")
+    parts = name.rstrip("/").split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise refuse("'..', '.' or an empty part in the path")
+    if name in seen:
+        raise refuse("duplicate entry")
+    seen.add(name)
+    kind = stat.S_IFMT(info.external_attr >> 16)
+    if kind == stat.S_IFLNK:
+        raise refuse("symbolic link")
+    if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+        raise refuse("device, FIFO or socket")
+    if info.flag_bits & 0x1:
+        raise refuse("encrypted")
+    if info.compress_type not in _ALLOWED_COMPRESSION:
+        raise refuse("unsupported compression")
+    if info.file_size > MAX_MEMBER_SIZE:
+        raise refuse(f"{info.file_size} bytes, more than a package file holds")
+    if info.file_size > 4096 and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+        raise refuse("over-compressed (a zip bomb?)")
+    if info.is_dir():
+        if len(parts) != 1 or parts[0] not in _LAYOUT:
+            raise refuse("outside the package layout")
+    elif name != MANIFEST_NAME and (
+        len(parts) != 2 or parts[0] not in _LAYOUT or parts[1] not in _LAYOUT[parts[0]]
+    ):
+        raise refuse("outside the package layout")
+
+
+def _manifest(data: bytes, source: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The manifest and its ``path -> sha256`` table; FileProblem for any other shape."""
+    try:
+        manifest = json.loads(data)
+    except (ValueError, RecursionError):
+        raise FileProblem(source, f"{MANIFEST_NAME} is not JSON") from None
+    rows = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(rows, list) or not all(
+        isinstance(row, dict)
+        and isinstance(row.get("path"), str)
+        and isinstance(row.get("sha256"), str)
+        for row in rows
+    ):
+        raise FileProblem(source, f"{MANIFEST_NAME} is damaged: no list of files with hashes")
+    return manifest, {row["path"]: row["sha256"] for row in rows}
