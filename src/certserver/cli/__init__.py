@@ -10,6 +10,7 @@ import click
 
 from certserver.cli.deployment import deployment
 from certserver.cli.inspect import inspect_command
+from certserver.cli.install import doctor_command, install_command
 from certserver.cli.master_key import master_key
 from certserver.cli.output import printable
 from certserver.errors import CertserverError
@@ -59,6 +60,8 @@ def cli() -> None:
 cli.add_command(deployment)
 cli.add_command(inspect_command)
 cli.add_command(master_key)
+cli.add_command(install_command)
+cli.add_command(doctor_command)
 
 
 def _terminate(signum: int, _frame: object) -> None:
