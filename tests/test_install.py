@@ -1,0 +1,459 @@
+"""``certserver install``: every component into a --prefix tree, atomically, with rollback."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import stat
+import tempfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from certserver.archive import open_package
+from certserver.errors import CertserverError
+from certserver.identity import Component
+from certserver.install.apply import InstallFailed, apply
+from certserver.install.owners import broker_owner
+from certserver.install.paths import HostPaths
+from certserver.install.plan import INSTALLABLE, plan_install
+from certserver.service import utc_now
+
+from .conftest import Cli, Extracted, need, need_tool, run_process
+from .install_tools import rewrite_package, tree
+
+SSL = Path("usr/local/osmosix/ssl")
+LINK = Path("usr/local/tomcat/conf/ssl")
+BROKER = Path("etc/rabbitmq/certs")
+
+
+def _install(run: Cli, package: Path, component: str, prefix: Path, *extra: str):  # type: ignore[no-untyped-def]
+    return run("install", str(package), "--component", component, "--prefix", str(prefix), *extra)
+
+
+@pytest.fixture
+def prefix(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    root.mkdir()
+    return root
+
+
+def _rabbitmq() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam("rabbitmq")
+    except KeyError:
+        need(False, "user rabbitmq does not exist (install rabbitmq-server)")
+        raise
+
+
+@pytest.mark.parametrize("component", INSTALLABLE, ids=lambda c: c.folder)
+def test_each_component_installs_with_paths_owners_modes_and_link(
+    run: Cli, alpha: Extracted, prefix: Path, component: Component
+) -> None:
+    need(os.geteuid() == 0, "owners are set only as root")
+    result = _install(run, alpha.result.package_path, component.folder, prefix)
+    assert result.exit_code == 0, result.stderr
+    folder = prefix / SSL / component.folder
+    info = folder.lstat()
+    assert stat.S_ISDIR(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o700
+    assert (info.st_uid, info.st_gid) == (0, 0)
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == sorted([component.cert_file, component.key_file, "ca.crt"])
+    for name in names:
+        file_info = (folder / name).lstat()
+        assert stat.S_IMODE(file_info.st_mode) == 0o600 and file_info.st_uid == 0
+        assert (folder / name).read_bytes() == (alpha.folder(component) / name).read_bytes()
+    link = prefix / LINK
+    assert link.is_symlink() and link.resolve() == folder.resolve()
+    assert not Path(os.readlink(link)).is_absolute()  # works inside the prefix and on /
+    leftovers = [p.name for p in folder.parent.iterdir() if p.name.startswith(".")]
+    assert leftovers == []  # no staging, and no previous set on a first install
+    if component is Component.ESB:
+        broker = prefix / BROKER
+        user = _rabbitmq()
+        broker_info = broker.lstat()
+        assert stat.S_IMODE(broker_info.st_mode) == 0o700
+        assert broker_info.st_uid == user.pw_uid
+        assert sorted(p.name for p in broker.iterdir()) == [
+            "ca_certificate.pem",
+            "server_certificate.pem",
+            "server_key.pem",
+        ]
+        for path in broker.iterdir():
+            assert stat.S_IMODE(path.lstat().st_mode) == 0o600
+            assert path.lstat().st_uid == user.pw_uid
+    else:
+        assert not (prefix / BROKER).exists()
+
+
+def test_reinstall_is_a_no_op_and_rollback_restores_byte_for_byte(
+    run: Cli, alpha: Extracted, bravo: Extracted, prefix: Path
+) -> None:
+    assert _install(run, alpha.result.package_path, "esb", prefix).exit_code == 0
+    first = tree(prefix)
+    again = _install(run, alpha.result.package_path, "esb", prefix)
+    assert again.exit_code == 0 and "already installed: nothing changed" in again.stdout
+    assert tree(prefix) == first
+    # another deployment's set needs --force...
+    refused = _install(run, bravo.result.package_path, "esb", prefix)
+    assert refused.exit_code == 1
+    assert f"holds deployment {alpha.result.deployment.ccid}" in refused.stderr
+    assert tree(prefix) == first
+    # ...with it the set is replaced, and the old one kept
+    assert _install(run, bravo.result.package_path, "esb", prefix, "--force").exit_code == 0
+    esb = prefix / SSL / "esb"
+    assert (esb / "esb.crt").read_bytes() == bravo.cert(Component.ESB).read_bytes()
+    assert (prefix / BROKER / "server_key.pem").read_bytes() == bravo.key(
+        Component.ESB_BROKER
+    ).read_bytes()
+    rolled = run("install", "--rollback", "--component", "esb", "--prefix", str(prefix))
+    assert rolled.exit_code == 0, rolled.stderr
+    now = tree(prefix)
+    for path, entry in first.items():
+        assert now[path] == entry, path
+    assert set(now) - set(first) == {
+        str(SSL / ".esb.previous"),
+        *(str(SSL / ".esb.previous" / n) for n in ("esb.crt", "esb.key", "ca.crt")),
+        "etc/rabbitmq/.certs.previous",
+        *(
+            f"etc/rabbitmq/.certs.previous/{n}"
+            for n in ("ca_certificate.pem", "server_certificate.pem", "server_key.pem")
+        ),
+    }
+
+
+def test_rollback_without_a_previous_set_is_refused(
+    run: Cli, alpha: Extracted, prefix: Path
+) -> None:
+    assert _install(run, alpha.result.package_path, "ccm", prefix).exit_code == 0
+    before = tree(prefix)
+    result = run("install", "--rollback", "--component", "ccm", "--prefix", str(prefix))
+    assert result.exit_code == 1 and "no previous set to roll back to" in result.stderr
+    assert tree(prefix) == before
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(
+    run: Cli, alpha: Extracted, prefix: Path
+) -> None:
+    result = _install(run, alpha.result.package_path, "esb", prefix, "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert f"{prefix / SSL / 'esb' / 'esb.key'}  file 0600  root:root" in result.stdout
+    assert f"{prefix / BROKER / 'server_key.pem'}  file 0600  rabbitmq:rabbitmq" in result.stdout
+    assert f"{prefix / LINK} -> ../../osmosix/ssl/esb  symlink" in result.stdout
+    assert tree(prefix) == {}
+
+
+def test_a_real_folder_at_the_link_needs_force(run: Cli, alpha: Extracted, prefix: Path) -> None:
+    old = prefix / LINK
+    old.mkdir(parents=True)
+    (old / "server.xml.bak").write_text("keep me")
+    refused = _install(run, alpha.result.package_path, "ccm", prefix)
+    assert refused.exit_code == 1 and "is a real folder, not a link" in refused.stderr
+    assert not (prefix / SSL / "ccm").exists()  # the swap was undone
+    assert old.is_dir() and not old.is_symlink()
+    forced = _install(run, alpha.result.package_path, "ccm", prefix, "--force")
+    assert forced.exit_code == 0, forced.stderr
+    assert old.is_symlink()
+    moved = [p for p in old.parent.iterdir() if p.name.startswith("ssl.moved-")]
+    assert len(moved) == 1 and (moved[0] / "server.xml.bak").read_text() == "keep me"
+
+
+def test_a_failure_between_staging_and_swap_leaves_the_old_set(
+    alpha: Extracted, bravo: Extracted, prefix: Path
+) -> None:
+    paths = HostPaths.resolve(prefix=prefix)
+    now = utc_now()
+
+    def plan_for(extracted: Extracted, force: bool = False):  # type: ignore[no-untyped-def]
+        package = open_package(extracted.result.package_path.read_bytes(), "pkg")
+        owner = broker_owner(None) if os.geteuid() == 0 else None
+        return plan_install(package, Component.ESB, paths, broker_owner=owner, now=now, force=force)
+
+    apply(plan_for(alpha))
+    before = tree(prefix)
+
+    def boom() -> None:
+        raise OSError(5, "Input/output error", "injected")
+
+    with pytest.raises(InstallFailed, match="nothing was changed"):
+        apply(plan_for(bravo, force=True), before_swap=boom)
+    assert tree(prefix) == before  # old set intact, no staging folder left
+
+
+def test_a_failure_during_the_swap_undoes_the_first_swap(
+    alpha: Extracted, bravo: Extracted, prefix: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from certserver.install import apply as apply_module
+    from certserver.install import fsops
+
+    paths = HostPaths.resolve(prefix=prefix)
+    owner = broker_owner(None) if os.geteuid() == 0 else None
+    package = open_package(alpha.result.package_path.read_bytes(), "pkg")
+    apply(plan_install(package, Component.ESB, paths, broker_owner=owner, now=utc_now()))
+    before = tree(prefix)
+    real_exchange = fsops.exchange
+    calls: list[Path] = []
+
+    def second_fails(first: Path, second: Path) -> None:
+        calls.append(second)
+        if len(calls) == 2:  # the broker folder, after the esb folder was swapped
+            raise OSError(28, "No space left on device", str(second))
+        real_exchange(first, second)
+
+    monkeypatch.setattr(apply_module.fsops, "exchange", second_fails)
+    other = open_package(bravo.result.package_path.read_bytes(), "pkg")
+    plan = plan_install(other, Component.ESB, paths, broker_owner=owner, now=utc_now(), force=True)
+    with pytest.raises(InstallFailed, match="No space left on device"):
+        apply(plan)
+    assert tree(prefix) == before
+
+
+def test_a_read_only_target_leaves_the_old_set(
+    run: Cli, alpha: Extracted, bravo: Extracted, prefix: Path
+) -> None:
+    assert _install(run, alpha.result.package_path, "ccm", prefix).exit_code == 0
+    before = tree(prefix)
+    ssl_root = prefix / SSL
+    chattr = need_tool("chattr") if os.geteuid() == 0 else None
+    if chattr:
+        run_process(chattr, "+i", str(ssl_root))
+    else:
+        ssl_root.chmod(0o555)
+    try:
+        result = _install(run, bravo.result.package_path, "ccm", prefix, "--force")
+    finally:
+        if chattr:
+            run_process(chattr, "-i", str(ssl_root))
+        else:
+            ssl_root.chmod(0o755)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("certserver: error: ") and len(result.stderr.splitlines()) == 1
+    assert tree(prefix) == before
+
+
+# -- hostile and broken packages: refused whole, nothing written ----------------------------
+
+
+def _entry(name: str, mode: int = 0o100644) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
+    info.create_system = 3
+    info.external_attr = mode << 16
+    info.compress_type = zipfile.ZIP_DEFLATED
+    return info
+
+
+@pytest.mark.parametrize(
+    ("label", "extra", "message"),
+    [
+        ("dotdot", [(_entry("ccm/../../evil"), b"x")], "'..', '.' or an empty part"),
+        ("absolute", [(_entry("/etc/passwd"), b"x")], "absolute path"),
+        ("backslash", [(_entry("ccm\\..\\evil"), b"x")], "backslash"),
+        ("symlink", [(_entry("ccm/chain.crt", 0o120777), b"/etc/shadow")], "symbolic link"),
+        ("device", [(_entry("ccm/chain.crt", 0o020644), b"")], "device, FIFO or socket"),
+        ("duplicate", [(_entry("ccm/ca.crt"), b"x")], "duplicate entry"),
+        ("outside", [(_entry("ccm/extra.txt"), b"x")], "outside the package layout"),
+        ("bomb", [(_entry("ccm/chain.crt"), b"\0" * (900 << 10))], "over-compressed"),
+        (
+            "oversized",
+            [(_entry("cco/chain.crt"), os.urandom(2 << 20))],
+            "more than a package file holds",
+        ),
+    ],
+)
+def test_unsafe_archives_are_refused_whole(
+    run: Cli,
+    alpha: Extracted,
+    prefix: Path,
+    tmp_path: Path,
+    label: str,
+    extra: list[tuple[zipfile.ZipInfo, bytes]],
+    message: str,
+) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate name
+        hostile = rewrite_package(
+            alpha.result.package_path, tmp_path / f"{label}.zip", rehash=False, extra=extra
+        )
+    result = _install(run, hostile, "ccm", prefix)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"certserver: error: {hostile}: unsafe zip entry"), (
+        result.stderr
+    )
+    assert message in result.stderr
+    assert tree(prefix) == {}
+
+
+def test_broken_packages_are_refused_with_every_reason(
+    run: Cli, alpha: Extracted, bravo: Extracted, prefix: Path, tmp_path: Path
+) -> None:
+    package = alpha.result.package_path
+    cases = {
+        "tampered": (
+            rewrite_package(
+                package,
+                tmp_path / "t.zip",
+                {"ccm/ca.crt": bravo.ca(Component.CCM).read_bytes()},
+                rehash=False,
+            ),
+            ["ccm/ca.crt: SHA-256 does not match the manifest"],
+        ),
+        "swapped-key": (
+            rewrite_package(
+                package,
+                tmp_path / "k.zip",
+                {"ccm/mgmtserver.key": alpha.key(Component.CCO).read_bytes()},
+            ),
+            ["ccm key: mgmtserver.key does not match mgmtserver.crt"],
+        ),
+        "other-deployment": (
+            rewrite_package(
+                package,
+                tmp_path / "o.zip",
+                {
+                    "ccm/mgmtserver.crt": bravo.cert(Component.CCM).read_bytes(),
+                    "ccm/mgmtserver.key": bravo.key(Component.CCM).read_bytes(),
+                },
+            ),
+            [
+                "ccm chain: does not verify to ca.crt",
+                f"ccm identity: certificate is of deployment {bravo.result.deployment.ccid}, "
+                f"expected {alpha.result.deployment.ccid}",
+            ],
+        ),
+        "wrong-folder": (
+            rewrite_package(
+                package,
+                tmp_path / "w.zip",
+                {
+                    "ccm/mgmtserver.crt": alpha.cert(Component.CCO).read_bytes(),
+                    "ccm/mgmtserver.key": alpha.key(Component.CCO).read_bytes(),
+                },
+            ),
+            ["ccm identity: certificate is for cco, not ccm"],
+        ),
+    }
+    for label, (path, reasons) in cases.items():
+        result = _install(run, path, "ccm", prefix)
+        assert result.exit_code == 1, label
+        assert result.stderr.startswith(f"certserver: error: {path}: refused: "), result.stderr
+        for reason in reasons:
+            assert reason in result.stderr, (label, result.stderr)
+        assert len(result.stderr.splitlines()) == 1
+        assert tree(prefix) == {}, label
+
+
+def test_an_expired_package_is_refused_and_one_near_expiry_warns(
+    tmp_path: Path, prefix: Path
+) -> None:
+    import datetime as dt
+
+    from certserver.config import Settings
+    from certserver.identity import DeploymentName
+    from certserver.service import CertServer, CreateRequest
+
+    from .conftest import env_for
+
+    settings = Settings.from_env(env_for(tmp_path / "home"))
+    out = tmp_path / "out"
+    out.mkdir()
+    now = dt.datetime.now(dt.UTC)
+    made = {}
+    for name, age in (("old", 731), ("soon", 720)):
+        with CertServer(settings, clock=lambda age=age: now - dt.timedelta(days=age)) as service:
+            made[name] = service.create_deployment(
+                CreateRequest(DeploymentName(name), out)
+            ).package_path
+    run = Cli(env_for(tmp_path / "home"))
+    expired = _install(run, made["old"], "cco", prefix)
+    assert expired.exit_code == 1 and "cco expiry: expired 1 days ago" in expired.stderr
+    assert tree(prefix) == {}
+    soon = _install(run, made["soon"], "cco", prefix)
+    assert soon.exit_code == 0
+    assert "certserver: warning: cco expiry: expires in 10 days" in soon.stderr
+
+
+def test_the_broker_owner_must_exist(run: Cli, alpha: Extracted, prefix: Path) -> None:
+    need(os.geteuid() == 0, "owners are resolved only as root")
+    result = _install(run, alpha.result.package_path, "esb", prefix, "--owner", "no-such-user")
+    assert result.exit_code == 1 and "user 'no-such-user' does not exist" in result.stderr
+    assert tree(prefix) == {}
+    ok = _install(run, alpha.result.package_path, "esb", prefix, "--owner", "nobody:nogroup")
+    assert ok.exit_code == 0, ok.stderr
+    assert (prefix / BROKER).lstat().st_uid == pwd.getpwnam("nobody").pw_uid
+
+
+def test_restart_runs_after_install_and_its_failure_is_reported(
+    run: Cli, alpha: Extracted, prefix: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "restarted"
+    ok = _install(run, alpha.result.package_path, "ccm", prefix, "--restart", f"touch {marker}")
+    assert ok.exit_code == 0 and marker.exists()
+    other = prefix.parent / "other-root"
+    other.mkdir()
+    failed = _install(run, alpha.result.package_path, "ccm", other, "--restart", "false")
+    assert failed.exit_code == 1
+    assert (
+        "restart command 'false' failed (exit code 1); the new files stay installed"
+        in failed.stderr
+    )
+    assert (other / SSL / "ccm" / "mgmtserver.key").is_file()
+    # the shell is never involved: metacharacters are plain arguments
+    third = prefix.parent / "third-root"
+    third.mkdir()
+    quiet = _install(
+        run, alpha.result.package_path, "ccm", third, "--restart", f"echo ; touch {marker}-2"
+    )
+    assert quiet.exit_code == 0 and not Path(f"{marker}-2").exists()
+
+
+def test_non_root_install_into_a_prefix_skips_owners_with_a_warning(
+    alpha: Extracted, request: pytest.FixtureRequest
+) -> None:
+    need(os.geteuid() == 0, "needs root to become another user")
+    setpriv = need_tool("setpriv")
+    nobody = pwd.getpwnam("nobody")
+    work = Path(tempfile.mkdtemp(prefix="certserver-nobody-"))  # pytest's tmp is root-only
+    request.addfinalizer(lambda: shutil.rmtree(work, ignore_errors=True))
+    os.chown(work, nobody.pw_uid, nobody.pw_gid)
+    package = work / "pkg.zip"
+    package.write_bytes(alpha.result.package_path.read_bytes())
+    os.chown(package, nobody.pw_uid, nobody.pw_gid)
+    from .conftest import certserver_script
+
+    done = run_process(
+        setpriv,
+        f"--reuid={nobody.pw_uid}",
+        f"--regid={nobody.pw_gid}",
+        "--clear-groups",
+        certserver_script(),
+        "install",
+        str(package),
+        "--component",
+        "esb",
+        "--prefix",
+        str(work / "root"),
+        env={"HOME": str(work), "CERTSERVER_HOME": str(work / "home")},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "warning: not running as root: owners are left as they are" in done.stderr
+    key = work / "root" / BROKER / "server_key.pem"
+    assert key.lstat().st_uid == nobody.pw_uid and stat.S_IMODE(key.lstat().st_mode) == 0o600
+
+
+def test_install_errors_name_the_package(run: Cli, prefix: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "missing.zip"
+    result = _install(run, missing, "ccm", prefix)
+    assert result.stderr == f"certserver: error: {missing}: no such file\n"
+    junk = tmp_path / "junk.zip"
+    junk.write_bytes(b"not a zip")
+    result = _install(run, junk, "ccm", prefix)
+    assert result.stderr == f"certserver: error: {junk}: not a readable zip\n"
+    assert tree(prefix) == {}
+
+
+def test_the_error_class_is_a_domain_error() -> None:
+    assert issubclass(InstallFailed, CertserverError)
