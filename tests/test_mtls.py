@@ -10,7 +10,7 @@ import pytest
 from cryptography import x509
 
 from certserver.authority import CertificateAuthority
-from certserver.errors import FileProblem, PeerRefused
+from certserver.errors import FileProblem, PeerRefused, RefusalReason
 from certserver.identity import Ccid, Component, DeploymentName, Identity
 from certserver.keys import KeySpec
 from certserver.mtls import ComponentCredentials, PeerCheck
@@ -26,7 +26,7 @@ def _handshake(
     server: ComponentCredentials, client: ComponentCredentials, check: PeerCheck | None = None
 ) -> tuple[object, str | None, str | None, object]:
     """(server's check result, server handshake error, client error, client's view of server)."""
-    check = check or server.peer_check()
+    check = check or server.peer_check(allowed=set(Component))
     port, outcome, thread = serve_once(server.server_context(), check.verify)
     tls, client_error = connect(client.client_context(), port)
     server_identity: object = None
@@ -67,7 +67,9 @@ def test_another_deployments_client_fails_the_handshake(alpha: Extracted, bravo:
 
 def test_a_client_without_certificate_fails_the_handshake(alpha: Extracted) -> None:
     server = ComponentCredentials.from_folder(alpha.folder(CCM))
-    port, outcome, thread = serve_once(server.server_context(), server.peer_check().verify)
+    port, outcome, thread = serve_once(
+        server.server_context(), server.peer_check(allowed=set(Component)).verify
+    )
     bare = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     bare.load_verify_locations(cafile=str(alpha.ca(CCO)))
     tls, client_error = connect(bare, port)
@@ -222,3 +224,120 @@ def test_credentials_refuse_a_key_that_does_not_match(alpha: Extracted, tmp_path
     creds = ComponentCredentials.from_folder(folder)
     with pytest.raises(FileProblem, match=r"mgmtserver\.key: cannot load key and certificate"):
         creds.server_context()
+
+
+# -- two deployment CAs under one root: the issuing CA is pinned too -----------------------
+
+
+def _intermediate(
+    root: CertificateAuthority, name: str, ccid: Ccid, now: dt.datetime
+) -> CertificateAuthority:
+    """A deployment CA signed by ``root`` (as an enterprise root would sign each one)."""
+    from certserver.profiles import ca_extensions, ca_subject
+
+    key = KeySpec.EC_P256.generate()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(ca_subject(DeploymentName(name), ccid, DEFAULT_ORGANIZATION))
+        .issuer_name(root.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(root.key.public_key()), False
+        )
+    )
+    for extension, critical in ca_extensions(key.public_key()):
+        builder = builder.add_extension(extension, critical)
+    return CertificateAuthority(key, builder.sign(root.key, root.spec.signature_hash()))
+
+
+@pytest.fixture(scope="module")
+def two_intermediates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """root -> CA of deployment A, root -> CA of deployment B; B also mints A's identity."""
+    from cryptography.hazmat.primitives import serialization
+
+    base = tmp_path_factory.mktemp("intermediates")
+    now = dt.datetime.now(dt.UTC)
+    spec = KeySpec.EC_P256
+    root_key = spec.generate()
+    root_name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "enterprise root")])
+    root_cert = (
+        x509.CertificateBuilder()
+        .subject_name(root_name)
+        .issuer_name(root_name)
+        .public_key(root_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=400))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=1), True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), False)
+        .sign(root_key, spec.signature_hash())
+    )
+    root = CertificateAuthority(root_key, root_cert)
+    ccid_a, ccid_b = Ccid.generate(), Ccid.generate()
+    ca_a = _intermediate(root, "deployment-a", ccid_a, now)
+    ca_b = _intermediate(root, "deployment-b", ccid_b, now)
+    folders: dict[str, Path] = {}
+    for label, ca, component in [
+        ("a-ccm", ca_a, CCM),
+        ("a-cco", ca_a, CCO),
+        ("b-forged-cco", ca_b, CCO),  # B's CA claims A's CCID
+    ]:
+        key = spec.generate()
+        cert = ca.issue(
+            Identity(ccid_a, component),
+            key.public_key(),
+            spec,
+            DEFAULT_ORGANIZATION,
+            LOOPBACK_HOSTS,
+            now,
+            30,
+        )
+        folder = write_folder(base / label / component.folder, component, cert, key, [root_cert])
+        (folder / "chain.crt").write_bytes(ca.certificate.public_bytes(serialization.Encoding.PEM))
+        folders[label] = folder
+    return folders
+
+
+def test_a_leaf_of_this_deployments_intermediate_is_accepted(
+    two_intermediates: dict[str, Path],
+) -> None:
+    server = ComponentCredentials.from_folder(two_intermediates["a-ccm"])
+    client = ComponentCredentials.from_folder(two_intermediates["a-cco"])
+    assert server.chain_file is not None  # the chain.crt path of the contexts is used
+    checked, server_error, client_error, seen = _handshake(server, client)
+    assert server_error is None and client_error is None
+    assert checked == Identity(server.identity.ccid, CCO)
+    assert seen == Identity(server.identity.ccid, CCM)
+
+
+def test_another_deployments_ca_cannot_mint_this_ccid(two_intermediates: dict[str, Path]) -> None:
+    server = ComponentCredentials.from_folder(two_intermediates["a-ccm"])
+    forged = ComponentCredentials.from_folder(two_intermediates["b-forged-cco"])
+    assert forged.identity.ccid == server.identity.ccid  # same claim...
+    checked, server_error, _, _ = _handshake(server, forged)
+    assert server_error is None  # ...and a chain to the shared root...
+    assert isinstance(checked, PeerRefused)  # ...but not from this deployment's CA
+    assert checked.reason is RefusalReason.OTHER_DEPLOYMENT
+    assert "not this deployment's" in checked.message
+
+
+def test_a_connection_that_did_not_verify_its_peer_is_refused(alpha: Extracted) -> None:
+    server = ComponentCredentials.from_folder(alpha.folder(CCM))
+    port, _, thread = serve_once(server.server_context(), lambda tls: None)
+    unverified = ComponentCredentials.from_folder(alpha.folder(CCO)).client_context(
+        check_hostname=False
+    )
+    unverified.verify_mode = ssl.CERT_NONE
+    tls, error = connect(unverified, port)
+    assert tls is not None, error
+    with pytest.raises(PeerRefused) as refused:
+        server.peer_check(allowed={CCM}).verify(tls)
+    tls.close()
+    thread.join(20)
+    assert refused.value.reason is RefusalReason.UNVERIFIED

@@ -7,7 +7,7 @@ other with mutual TLS and refuse anyone from another deployment.
 
 from certserver.authority import CertificateAuthority
 from certserver.config import Settings
-from certserver.errors import CertserverError, PeerRefused
+from certserver.errors import CertserverError, PeerRefused, RefusalReason
 from certserver.hosts import Host
 from certserver.identity import Ccid, Component, DeploymentName, Identity
 from certserver.keys import KeySpec
@@ -30,6 +30,7 @@ __all__ = [
     "Organization",
     "PeerCheck",
     "PeerRefused",
+    "RefusalReason",
     "Settings",
     "identity_of",
 ]

@@ -13,7 +13,7 @@ import json
 import stat
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from certserver.errors import CertserverError, FileProblem
@@ -33,9 +33,9 @@ _LAYOUT: Mapping[str, frozenset[str]] = {
 
 
 @dataclass(frozen=True, slots=True)
-class Member:
+class PackageMember:
     path: str
-    data: bytes
+    data: bytes = field(repr=False)
     mode: int  # permission bits recorded in the zip
 
 
@@ -47,10 +47,10 @@ class OpenedPackage:
     manifest: dict[str, Any]
     name: DeploymentName
     ccid: Ccid
-    members: Mapping[str, Member]
+    members: Mapping[str, PackageMember]
     problems: tuple[str, ...]
 
-    def file(self, component: Component, name: str) -> Member | None:
+    def file(self, component: Component, name: str) -> PackageMember | None:
         return self.members.get(f"{component.folder}/{name}")
 
 
@@ -68,7 +68,7 @@ def open_package(data: bytes, source: str) -> OpenedPackage:
         _check_entry(info, source, seen)
     if sum(info.file_size for info in infos) > MAX_TOTAL_SIZE:
         raise FileProblem(source, "zip unpacks to more than a package holds")
-    members: dict[str, Member] = {}
+    members: dict[str, PackageMember] = {}
     for info in infos:
         if info.is_dir():
             continue
@@ -76,7 +76,9 @@ def open_package(data: bytes, source: str) -> OpenedPackage:
             content = archive.read(info)
         except (zipfile.BadZipFile, OSError, ValueError, RuntimeError, NotImplementedError):
             raise FileProblem(source, f"zip entry {info.filename} cannot be read") from None
-        members[info.filename] = Member(info.filename, content, (info.external_attr >> 16) & 0o777)
+        members[info.filename] = PackageMember(
+            info.filename, content, (info.external_attr >> 16) & 0o777
+        )
     manifest_member = members.pop(MANIFEST_NAME, None)
     if manifest_member is None:
         raise FileProblem(source, f"zip has no {MANIFEST_NAME}: not a certserver package")

@@ -7,6 +7,7 @@ non-zero exit; nothing else in the package prints them.
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 
 
@@ -82,11 +83,21 @@ class IdentityError(CertserverError):
     code = "no-identity"
 
 
+class RefusalReason(enum.StrEnum):
+    """Why a peer was refused after its handshake (equal to its string, for scripts)."""
+
+    NO_CERTIFICATE = "no-certificate"
+    UNVERIFIED = "unverified"
+    NO_IDENTITY = "no-identity"
+    OTHER_DEPLOYMENT = "other-deployment"
+    COMPONENT_NOT_ALLOWED = "component-not-allowed"
+
+
 class PeerRefused(CertserverError):
     """A TLS peer completed the handshake but is not allowed here."""
 
     code = "peer-refused"
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: RefusalReason, message: str) -> None:
         super().__init__(message)
         self.reason = reason

@@ -14,8 +14,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
 from certserver.archive import open_package
 from certserver.errors import CertserverError, FileProblem
-from certserver.identity import Identity
 from certserver.keys import describe
+from certserver.mtls import identity_in
+from certserver.package import fingerprint, serial_hex
 from certserver.pem import ParseError, parse
 
 Report = dict[str, Any]
@@ -91,7 +92,7 @@ def certificate(cert: x509.Certificate, now: dt.datetime) -> Report:
         "subject": name_text(cert.subject),
         "issuer": name_text(cert.issuer),
         "self_signed": cert.subject == cert.issuer,
-        "serial": format(cert.serial_number, "x"),
+        "serial": serial_hex(cert),
         "serial_bits": cert.serial_number.bit_length(),
         "not_before": iso(not_before),
         "not_after": iso(not_after),
@@ -99,7 +100,7 @@ def certificate(cert: x509.Certificate, now: dt.datetime) -> Report:
         "status": status,
         "key": str(describe(public)),
         "signature_algorithm": _signature_name(cert),
-        "fingerprint_sha256": cert.fingerprint(hashes.SHA256()).hex(),
+        "fingerprint_sha256": fingerprint(cert),
         "fingerprint_sha1": cert.fingerprint(hashes.SHA1()).hex(),  # noqa: S303 - display only
         "sans": _sans(cert.extensions),
         "identity": _identity(cert.extensions),
@@ -163,20 +164,14 @@ def name_text(name: x509.Name) -> str:
 
 
 def _identity(extensions: x509.Extensions) -> Report | None:
-    try:
-        san = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
+    """The identity for a report: None without a SPIFFE ID, an error when it is invalid."""
+    uris = [name for name in _sans(extensions) if name.startswith("URI:")]
+    if not any(uri.startswith("URI:spiffe://") for uri in uris):
         return None
-    uris = san.get_values_for_type(x509.UniformResourceIdentifier)
-    spiffe = [uri for uri in uris if uri.startswith("spiffe://")]
-    if not spiffe:
-        return None
-    if len(uris) != 1:
-        return {"error": f"{len(uris)} URI SANs; a SPIFFE ID must be the only one"}
     try:
-        identity = Identity.from_spiffe_id(spiffe[0])
+        identity = identity_in(extensions)
     except CertserverError as exc:
-        return {"spiffe_id": spiffe[0], "error": exc.message}
+        return {"spiffe_id": uris[0][4:], "error": exc.message}
     return {
         "spiffe_id": identity.spiffe_id,
         "ccid": identity.ccid.value,

@@ -85,23 +85,17 @@ class MasterKey:
     def seal(self, plaintext: bytes, context: bytes) -> bytes:
         """Encrypt ``plaintext``; ``context`` (e.g. the owner's identity) must match to unseal."""
         nonce = os.urandom(_NONCE_SIZE)
-        return _BLOB_VERSION + nonce + AESGCM(self.secret).encrypt(nonce, plaintext, context)
+        sealed = AESGCM(self.secret).encrypt(nonce, plaintext, _BLOB_VERSION + context)
+        return _BLOB_VERSION + nonce + sealed
 
     def unseal(self, blob: bytes, context: bytes) -> bytes:
         if blob[:1] != _BLOB_VERSION or len(blob) < 1 + _NONCE_SIZE + 16:
             raise MasterKeyError("sealed key is damaged or has an unknown format")
         nonce, ciphertext = blob[1 : 1 + _NONCE_SIZE], blob[1 + _NONCE_SIZE :]
         try:
-            return AESGCM(self.secret).decrypt(nonce, ciphertext, context)
+            return AESGCM(self.secret).decrypt(nonce, ciphertext, _BLOB_VERSION + context)
         except InvalidTag:
             where = f" ({self.source})" if self.source else ""
             raise MasterKeyError(
                 f"master key{where} cannot open a sealed private key: wrong key or damaged store"
             ) from None
-
-
-def is_regular_file(path: Path) -> bool:
-    try:
-        return stat.S_ISREG(path.stat().st_mode)
-    except FileNotFoundError:
-        return False

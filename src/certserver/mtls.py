@@ -14,7 +14,6 @@ enterprise root signs both, so call it on every connection::
 
 from __future__ import annotations
 
-import enum
 import os
 import ssl
 import tempfile
@@ -24,21 +23,25 @@ from pathlib import Path
 
 from cryptography import x509
 
-from certserver.errors import CertserverError, FileProblem, IdentityError, PeerRefused
+from certserver.errors import (
+    CertserverError,
+    FileProblem,
+    IdentityError,
+    PeerRefused,
+    RefusalReason,
+)
 from certserver.identity import Ccid, Component, Identity
-
-
-class RefusalReason(enum.Enum):
-    NO_CERTIFICATE = "no-certificate"
-    NO_IDENTITY = "no-identity"
-    OTHER_DEPLOYMENT = "other-deployment"
-    COMPONENT_NOT_ALLOWED = "component-not-allowed"
 
 
 def identity_of(cert: x509.Certificate) -> Identity:
     """The (CCID, component) in a certificate's single SPIFFE URI SAN."""
+    return identity_in(cert.extensions)
+
+
+def identity_in(extensions: x509.Extensions) -> Identity:
+    """The identity in a certificate's or a CSR's extensions, or IdentityError saying why not."""
     try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        san = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         raise IdentityError("certificate has no subjectAltName, so no identity") from None
     uris = san.get_values_for_type(x509.UniformResourceIdentifier)
@@ -49,37 +52,63 @@ def identity_of(cert: x509.Certificate) -> Identity:
 
 @dataclass(frozen=True, slots=True)
 class PeerCheck:
-    """Accepts a peer only with this deployment's CCID and an allowed component."""
+    """Accepts a peer only with this deployment's CCID and an allowed component.
+
+    ``issuers`` (key identifiers of this deployment's CAs) also pins who issued the peer's
+    certificate, so a CA of another deployment under the same root cannot mint a
+    certificate that claims this CCID.
+    """
 
     ccid: Ccid
-    allowed: frozenset[Component] = frozenset(Component)
+    allowed: frozenset[Component]
+    issuers: frozenset[bytes] = frozenset()
 
     def verify(self, connection: ssl.SSLSocket | ssl.SSLObject) -> Identity:
         """The identity of the peer of a completed handshake, or :class:`PeerRefused`."""
+        if connection.context.verify_mode is not ssl.CERT_REQUIRED:
+            raise PeerRefused(
+                RefusalReason.UNVERIFIED,
+                "peer refused: this connection did not verify the peer's chain",
+            )
         der = connection.getpeercert(binary_form=True)
         if not der:
-            raise PeerRefused(RefusalReason.NO_CERTIFICATE.value, "peer sent no certificate")
+            raise PeerRefused(RefusalReason.NO_CERTIFICATE, "peer sent no certificate")
         return self.verify_certificate(x509.load_der_x509_certificate(der))
 
     def verify_certificate(self, cert: x509.Certificate) -> Identity:
+        """The identity in ``cert`` if it is acceptable here (its chain checked elsewhere)."""
         try:
             identity = identity_of(cert)
         except IdentityError as exc:
-            raise PeerRefused(RefusalReason.NO_IDENTITY.value, f"peer refused: {exc}") from None
+            raise PeerRefused(RefusalReason.NO_IDENTITY, f"peer refused: {exc}") from None
         if identity.ccid != self.ccid:
             raise PeerRefused(
-                RefusalReason.OTHER_DEPLOYMENT.value,
+                RefusalReason.OTHER_DEPLOYMENT,
                 f"peer refused: {identity.spiffe_id} belongs to deployment {identity.ccid}, "
                 f"not this deployment ({self.ccid})",
+            )
+        if self.issuers and authority_key_id(cert) not in self.issuers:
+            raise PeerRefused(
+                RefusalReason.OTHER_DEPLOYMENT,
+                f"peer refused: {identity.spiffe_id} was issued by a CA that is not this "
+                "deployment's",
             )
         if identity.component not in self.allowed:
             allowed = ", ".join(sorted(c.folder for c in self.allowed)) or "none"
             raise PeerRefused(
-                RefusalReason.COMPONENT_NOT_ALLOWED.value,
+                RefusalReason.COMPONENT_NOT_ALLOWED,
                 f"peer refused: component {identity.component} is not allowed here "
                 f"(allowed: {allowed})",
             )
         return identity
+
+
+def authority_key_id(cert: x509.Certificate) -> bytes | None:
+    try:
+        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return None
+    return aki.key_identifier
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +120,8 @@ class ComponentCredentials:
     key_file: Path
     ca_file: Path
     chain_file: Path | None
+    #: The key identifier of the CA that issued this component's certificate.
+    issuer_key_id: bytes | None = None
 
     @classmethod
     def from_folder(cls, folder: Path, component: Component | None = None) -> ComponentCredentials:
@@ -118,10 +149,13 @@ class ComponentCredentials:
             key_file=folder / component.key_file,
             ca_file=folder / component.ca_file,
             chain_file=chain if chain is not None and chain.exists() else None,
+            issuer_key_id=authority_key_id(cert),
         )
 
-    def peer_check(self, allowed: Collection[Component] | None = None) -> PeerCheck:
-        return PeerCheck(self.identity.ccid, frozenset(Component if allowed is None else allowed))
+    def peer_check(self, *, allowed: Collection[Component]) -> PeerCheck:
+        """The check for peers of this component: same CCID, same issuing CA, ``allowed``."""
+        issuers = frozenset({self.issuer_key_id}) if self.issuer_key_id else frozenset()
+        return PeerCheck(self.identity.ccid, frozenset(allowed), issuers)
 
     def server_context(self) -> ssl.SSLContext:
         """TLS 1.2+, a client certificate required and verified against ``ca_file``."""

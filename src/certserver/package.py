@@ -13,7 +13,7 @@ import io
 import json
 import zipfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -27,7 +27,6 @@ MANIFEST_NAME = "manifest.json"
 _DIR_MODE = 0o40700
 _KEY_MODE = 0o100600
 _CERT_MODE = 0o100644
-_COMPRESSION_LEVEL = 6
 
 
 class FileKind(enum.Enum):
@@ -43,7 +42,7 @@ class ComponentMaterial:
 
     component: Component
     certificate: x509.Certificate
-    key_pkcs8_der: bytes
+    key_pkcs8_der: bytes = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +72,7 @@ class Member:
     path: str
     component: Component
     kind: FileKind
-    data: bytes
+    data: bytes = field(repr=False)
     certificate: x509.Certificate | None = None
 
     @property
@@ -84,6 +83,10 @@ class Member:
 def fingerprint(cert: x509.Certificate) -> str:
     """SHA-256 of the DER certificate, lowercase hex (the manifest's form)."""
     return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def serial_hex(cert: x509.Certificate) -> str:
+    return format(cert.serial_number, "x")
 
 
 def members(material: DeploymentMaterial) -> list[Member]:
@@ -148,7 +151,7 @@ def manifest(material: DeploymentMaterial, files: Iterable[Member]) -> dict[str,
                 {
                     "path": member.path,
                     "component": member.component.folder,
-                    "serial": format(cert.serial_number, "x"),
+                    "serial": serial_hex(cert),
                     "fingerprint_sha256": fingerprint(cert),
                     "not_after": _iso(cert.not_valid_after_utc),
                 }
@@ -161,7 +164,12 @@ def manifest(material: DeploymentMaterial, files: Iterable[Member]) -> dict[str,
         "organization": material.organization,
         "created_at": _iso(material.created_at),
         "trust_anchors": [
-            {"subject": ca.subject.rfc4514_string(), "fingerprint_sha256": fingerprint(ca)}
+            {
+                "subject": ca.subject.rfc4514_string(),
+                "serial": serial_hex(ca),
+                "fingerprint_sha256": fingerprint(ca),
+                "not_after": _iso(ca.not_valid_after_utc),
+            }
             for ca in material.anchors
         ],
         "files": file_rows,
@@ -190,8 +198,9 @@ def build(material: DeploymentMaterial) -> bytes:
                 info.external_attr |= 0x10  # MS-DOS directory flag
                 archive.writestr(info, b"")
             else:
-                info.compress_type = zipfile.ZIP_DEFLATED
-                archive.writestr(info, data, compresslevel=_COMPRESSION_LEVEL)
+                # stored, not deflated: the same bytes on every machine, whatever its zlib
+                info.compress_type = zipfile.ZIP_STORED
+                archive.writestr(info, data)
     return buffer.getvalue()
 
 

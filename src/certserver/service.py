@@ -30,7 +30,7 @@ from certserver.identity import Ccid, Component, DeploymentName, Identity
 from certserver.inspection import name_text
 from certserver.keys import KeySpec, to_pkcs8_der
 from certserver.masterkey import MasterKey
-from certserver.package import ComponentMaterial, DeploymentMaterial, fingerprint
+from certserver.package import ComponentMaterial, DeploymentMaterial, fingerprint, serial_hex
 from certserver.profiles import (
     CA_VALIDITY_DAYS,
     COMPONENT_VALIDITY_DAYS,
@@ -319,7 +319,7 @@ def _record(
                 component=item.component,
                 cert_der=_der(cert),
                 key_sealed=key.seal(item.key_pkcs8_der, context),
-                serial=format(cert.serial_number, "x"),
+                serial=serial_hex(cert),
                 fingerprint=cert_fingerprint,
                 hosts=tuple(hosts.get(item.component, ())),
                 not_before=cert.not_valid_before_utc,
@@ -336,7 +336,7 @@ def _record(
         authority=AuthorityRecord(
             cert_der=_der(ca_cert),
             key_sealed=key.seal(ca_key_der, _seal_context("ca", ccid, ca_fingerprint)),
-            serial=format(ca_cert.serial_number, "x"),
+            serial=serial_hex(ca_cert),
             fingerprint=ca_fingerprint,
             subject=name_text(ca_cert.subject),
             not_before=ca_cert.not_valid_before_utc,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -46,7 +46,7 @@ class ComponentSet:
 
     component: Component
     certificate: bytes
-    key: bytes
+    key: bytes = field(repr=False)
     anchors: bytes
     intermediates: bytes | None = None
 

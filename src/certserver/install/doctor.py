@@ -119,7 +119,7 @@ def _connect(component: Component, folder: Path, address: tuple[str, int]) -> Fi
             socket.create_connection(address, timeout=10) as raw,
             context.wrap_socket(raw, server_hostname=host) as tls,
         ):
-            peer = credentials.peer_check().verify(tls)
+            peer = credentials.peer_check(allowed=set(Component)).verify(tls)
             version = tls.version()
     except CertserverError as exc:
         return Finding(Status.FAIL, check, exc.message)

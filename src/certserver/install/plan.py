@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -39,7 +39,7 @@ class InstallRefused(CertserverError):
 @dataclass(frozen=True, slots=True)
 class PlannedFile:
     name: str
-    data: bytes
+    data: bytes = field(repr=False)
     mode: int = FILE_MODE
 
 
