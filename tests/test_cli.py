@@ -7,6 +7,7 @@ the file system and the store as they were.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import sqlite3
@@ -420,11 +421,24 @@ def test_concurrent_first_uses_of_a_new_store_all_succeed(
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}_certs.zip" for n in names)
 
 
+def _wait_until_it_opens(pid: int, path: Path, timeout: float = 30) -> None:
+    """Until process ``pid`` holds ``path`` open (so it is waiting on the store's lock)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            fds = Path(f"/proc/{pid}/fd")
+            if any(os.readlink(fd) == str(path) for fd in fds.iterdir()):
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} never opened {path}")
+
+
 def test_sigterm_while_waiting_for_the_store_leaves_nothing(
     seeded: Cli, home: Path, out_dir: Path
 ) -> None:
     import signal
-    import time
 
     holder = sqlite3.connect(home / "certserver.db", isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
@@ -435,7 +449,7 @@ def test_sigterm_while_waiting_for_the_store_leaves_nothing(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        time.sleep(2)  # inside the busy wait, past key generation
+        _wait_until_it_opens(process.pid, home / "certserver.db")
         # Python runs the handler once sqlite's C-level wait returns: within the busy timeout
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=30)
@@ -493,3 +507,47 @@ def test_deceptive_values_are_refused(
 def test_an_error_naming_a_path_with_a_newline_stays_one_line(run: Cli, tmp_path: Path) -> None:
     result = run("inspect", str(tmp_path / "no\nsuch"))
     _one_line_error(result, "no\\nsuch", "no such file")
+
+
+def test_validity_days_sets_the_not_after_and_create_prints_it(run: Cli, out_dir: Path) -> None:
+    result = run("deployment", "create", "short", "--validity-days", "30", "--out", str(out_dir))
+    assert result.exit_code == 0
+    shown = json.loads(run("deployment", "show", "short", "--json").stdout)
+    for component in shown["components"]:
+        assert component["not_after"] in result.stdout  # printed by create
+        not_before = dt.datetime.fromisoformat(component["not_before"])
+        not_after = dt.datetime.fromisoformat(component["not_after"])
+        assert not_after - not_before == dt.timedelta(days=30, minutes=5)
+
+
+def _place_then_fail(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
+    """The zip gets placed, then the store's commit fails (as a crash or a full disk would)."""
+    from certserver.files import StagedFile
+
+    real_place = StagedFile.place
+
+    def place_then_fail(self: StagedFile, *, replace: bool) -> None:
+        real_place(self, replace=replace)
+        raise error
+
+    monkeypatch.setattr(StagedFile, "place", place_then_fail)
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), SystemExit(143)])
+def test_a_failure_after_the_zip_is_placed_takes_it_back(
+    seeded: Cli, out_dir: Path, monkeypatch: pytest.MonkeyPatch, error: BaseException
+) -> None:
+    old = out_dir / "late_certs.zip"
+    old.write_bytes(b"the previous package")
+    _place_then_fail(monkeypatch, error)
+    with pytest.raises(BaseException):  # noqa: B017 - either kind must propagate
+        from certserver.config import Settings
+        from certserver.identity import DeploymentName
+        from certserver.service import CertServer, CreateRequest
+
+        with CertServer(Settings.from_env(seeded.env)) as service:
+            service.create_deployment(CreateRequest(DeploymentName("late"), out_dir, force=True))
+    monkeypatch.undo()
+    assert old.read_bytes() == b"the previous package"
+    assert sorted(p.name for p in out_dir.iterdir()) == ["late_certs.zip"]
+    assert _names(seeded) == ["seed"]

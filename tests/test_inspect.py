@@ -55,16 +55,26 @@ def test_der_and_pem_give_the_same_report(run: Cli, alpha: Extracted, tmp_path: 
 
 
 def test_a_key_shows_type_and_public_fingerprint_never_the_key(run: Cli, alpha: Extracted) -> None:
-    key_path = alpha.key(Component.CCO)
-    result = run("inspect", str(key_path))
-    assert result.exit_code == 0
-    assert "private key: EC secp256r1 256" in result.stdout
-    body = b"".join(key_path.read_bytes().splitlines()[1:-1]).decode()
-    assert body[:40] not in result.stdout
-    report = _json(run, key_path)[0]["contents"][0]  # type: ignore[index]
-    cert = x509.load_pem_x509_certificate(alpha.cert(Component.CCO).read_bytes())
-    import hashlib
+    import base64
 
+    key_path = alpha.key(Component.CCO)
+    key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+    secret = key.private_numbers().private_value.to_bytes(32, "big")  # type: ignore[union-attr]
+    forms = [
+        secret.hex(),
+        secret.hex().upper(),
+        base64.b64encode(secret).decode()[:20],
+        ":".join(f"{b:02x}" for b in secret[:8]),
+    ]
+    text = run("inspect", str(key_path))
+    as_json = run("inspect", "--json", str(key_path))
+    assert text.exit_code == as_json.exit_code == 0
+    assert "private key: EC secp256r1 256" in text.stdout
+    for output in (text.stdout, as_json.stdout):
+        for form in forms:
+            assert form not in output
+    report = json.loads(as_json.stdout)[0]["contents"][0]
+    cert = x509.load_pem_x509_certificate(alpha.cert(Component.CCO).read_bytes())
     spki = cert.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from certserver.identity import Component
+from certserver.keys import KeySpec
 
-from .conftest import Extracted, need_tool, run_process
+from .conftest import Extracted, make_extracted, need_tool, run_process
 from .openssl_tools import s_client, s_server
 
 TLS_VERSIONS = ["tls1_2", "tls1_3"]
@@ -98,3 +99,40 @@ def test_cco_client_refuses_a_ccm_of_another_deployment(
         run = s_client(port, alpha.ca(cco), tls, alpha.cert(cco), alpha.key(cco))
     assert not run.served
     assert "unable to get local issuer certificate" in run.output or "verify error" in run.output
+
+
+@pytest.fixture(scope="module", params=[KeySpec.RSA_2048, KeySpec.EC_P384], ids=lambda s: s.value)
+def other_key_type(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Extracted:
+    spec: KeySpec = request.param
+    return make_extracted(tmp_path_factory.mktemp(spec.value), spec.value, spec)
+
+
+def test_other_key_types_verify_and_shake_hands(
+    other_key_type: Extracted, alpha: Extracted
+) -> None:
+    openssl = need_tool("openssl")
+    deployment = other_key_type
+    for component in Component:
+        for purpose in ("sslserver", "sslclient"):
+            done = run_process(
+                openssl,
+                "verify",
+                "-x509_strict",
+                "-CAfile",
+                str(deployment.ca(component)),
+                "-purpose",
+                purpose,
+                str(deployment.cert(component)),
+            )
+            assert done.returncode == 0, (component, purpose, done.stdout, done.stderr)
+    ccm, cco = Component.CCM, Component.CCO
+    for tls in TLS_VERSIONS:
+        with s_server(deployment.cert(ccm), deployment.key(ccm), deployment.ca(ccm), tls) as port:
+            accepted = s_client(
+                port, deployment.ca(cco), tls, deployment.cert(cco), deployment.key(cco)
+            )
+            refused = s_client(port, deployment.ca(cco), tls, alpha.cert(cco), alpha.key(cco))
+        assert accepted.served, accepted.output
+        assert not refused.served and "alert unknown ca" in refused.output

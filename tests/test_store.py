@@ -61,29 +61,45 @@ def test_the_same_name_twice_is_refused(settings: Settings, out_dir: Path, tmp_p
 
 
 def test_private_keys_are_sealed_at_rest(settings: Settings, out_dir: Path) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from certserver.masterkey import MasterKey
+    from certserver.package import fingerprint
+    from certserver.store.tables import authorities
+
     result = create(settings, "sealed", out_dir)
     engine = _engine(settings)
     with engine.connect() as connection:
-        sealed = [
-            row.key_sealed for row in connection.execute(sa.select(certificates.c.key_sealed))
-        ]
-        stored = b"".join(
-            bytes(v)
-            for row in connection.execute(sa.text("SELECT * FROM authorities"))
-            for v in row
-            if isinstance(v, bytes | memoryview)
-        )
+        blobs = [bytes(row[0]) for row in connection.execute(sa.select(certificates.c.key_sealed))]
+        ca_row = connection.execute(sa.select(authorities)).one()
     engine.dispose()
-    from cryptography.hazmat.primitives import serialization
-
     with zipfile.ZipFile(result.package_path) as archive:
-        pem = archive.read("ccm/mgmtserver.key")
-    der = serialization.load_pem_private_key(pem, None).private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        keys = [
+            serialization.load_pem_private_key(archive.read(name), None).private_bytes(
+                serialization.Encoding.DER,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            for name in archive.namelist()
+            if name.endswith((".key", "_key.pem"))
+        ]
+    assert len(blobs) == 6 and len(keys) == 6
+    pkcs8_prefix = keys[0][:26]  # version + algorithm: the same for every key of a type
+    for blob in [*blobs, bytes(ca_row.key_sealed)]:
+        assert pkcs8_prefix not in blob
+        assert all(key not in blob for key in keys)
+    # and the CA's sealed key opens with the master key, bound to the CA certificate
+    master = MasterKey.load(settings.master_key_file)
+    ca_cert = x509.load_der_x509_certificate(bytes(ca_row.cert_der))
+    context = f"certserver:ca:{result.deployment.ccid}:{fingerprint(ca_cert)}".encode()
+    ca_key = serialization.load_der_private_key(
+        master.unseal(bytes(ca_row.key_sealed), context), None
     )
-    assert len(sealed) == 6
-    assert all(der not in bytes(blob) for blob in sealed)
-    assert der not in stored
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    assert ca_key.public_key().public_bytes(serialization.Encoding.DER, spki) == (
+        ca_cert.public_key().public_bytes(serialization.Encoding.DER, spki)
+    )
 
 
 def test_a_wrong_master_key_is_refused(settings: Settings, out_dir: Path, tmp_path: Path) -> None:
