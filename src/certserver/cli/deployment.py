@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import click
@@ -10,11 +11,12 @@ from certserver.cli import output
 from certserver.config import Settings
 from certserver.errors import InvalidInput
 from certserver.hosts import Host
-from certserver.identity import DeploymentName
+from certserver.identity import Component, DeploymentName
 from certserver.inspection import days_left
 from certserver.keys import KeySpec
 from certserver.profiles import COMPONENT_VALIDITY_DAYS, DEFAULT_ORGANIZATION, Organization
-from certserver.service import CertServer, CreateRequest, DeploymentView, merge_hosts, utc_now
+from certserver.records import DeploymentView
+from certserver.service import CertServer, CreateRequest, utc_now
 
 _KEY_TYPES = [spec.value for spec in KeySpec]
 
@@ -205,3 +207,18 @@ def _components_table(view: DeploymentView) -> str:
     return "\n" + output.table(
         ["COMPONENT", "SERIAL", "NOT AFTER", "DAYS LEFT", "HOSTS"], rows, indent=2
     )
+
+
+def merge_hosts(
+    pairs: Iterable[tuple[str, Sequence[Host]]],
+) -> dict[Component, tuple[Host, ...]]:
+    """``--host`` values to hosts per component; ``all`` applies to every component."""
+    merged: dict[Component, list[Host]] = {}
+    for target, hosts in pairs:
+        components = (
+            list(Component) if target.strip().lower() == "all" else [Component.parse(target)]
+        )
+        for component in components:
+            bucket = merged.setdefault(component, [])
+            bucket.extend(host for host in hosts if host not in bucket)
+    return {component: tuple(hosts) for component, hosts in merged.items()}
