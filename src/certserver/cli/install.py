@@ -29,7 +29,30 @@ _COMPONENTS = [c.folder for c in INSTALLABLE]
 
 
 def _path_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """The options that say where a component's files live (DESIGN.md §3.4)."""
+    """The options that say where a component's files live (DESIGN.md §3.4).
+
+    The command receives them as ``component``, ``paths`` (a HostPaths) and ``owner``.
+    """
+
+    @functools.wraps(command)
+    def with_paths(
+        *args: Any,
+        component_name: str,
+        ssl_root: Path,
+        tomcat_ssl_link: Path,
+        no_tomcat_link: bool,
+        rabbitmq_certs: Path,
+        prefix: Path | None,
+        **kwargs: Any,
+    ) -> Any:
+        paths = HostPaths.resolve(
+            ssl_root=ssl_root,
+            tomcat_link=None if no_tomcat_link else tomcat_ssl_link,
+            rabbitmq_certs=rabbitmq_certs,
+            prefix=prefix,
+        )
+        return command(*args, component=Component.parse(component_name), paths=paths, **kwargs)
+
     options = [
         click.option(
             "--component", "component_name", required=True, type=click.Choice(_COMPONENTS)
@@ -57,22 +80,7 @@ def _path_options(command: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--owner", help="Owner of the RabbitMQ files (default rabbitmq:rabbitmq)."),
     ]
-    return functools.reduce(lambda cmd, option: option(cmd), reversed(options), command)
-
-
-def _paths(
-    ssl_root: Path,
-    tomcat_ssl_link: Path,
-    no_tomcat_link: bool,
-    rabbitmq_certs: Path,
-    prefix: Path | None,
-) -> HostPaths:
-    return HostPaths.resolve(
-        ssl_root=ssl_root,
-        tomcat_link=None if no_tomcat_link else tomcat_ssl_link,
-        rabbitmq_certs=rabbitmq_certs,
-        prefix=prefix,
-    )
+    return functools.reduce(lambda cmd, option: option(cmd), reversed(options), with_paths)
 
 
 def _broker_owner(component: Component, spec: str | None) -> Owner | None:
@@ -100,12 +108,8 @@ def _broker_owner(component: Component, spec: str | None) -> Owner | None:
 def install_command(
     ctx: click.Context,
     package: Path | None,
-    component_name: str,
-    ssl_root: Path,
-    tomcat_ssl_link: Path,
-    no_tomcat_link: bool,
-    rabbitmq_certs: Path,
-    prefix: Path | None,
+    component: Component,
+    paths: HostPaths,
     owner: str | None,
     roll_back: bool,
     force: bool,
@@ -117,8 +121,6 @@ def install_command(
     Validates the whole package first, then swaps the new set in atomically and keeps the
     previous one for --rollback.
     """
-    component = Component.parse(component_name)
-    paths = _paths(ssl_root, tomcat_ssl_link, no_tomcat_link, rabbitmq_certs, prefix)
     commands = [_command(text) for text in restarts]
     if roll_back:
         if package is not None:
@@ -193,12 +195,8 @@ def _restart_failed(ctx: click.Context, shown: str, reason: str) -> None:
 @click.pass_context
 def doctor_command(
     ctx: click.Context,
-    component_name: str,
-    ssl_root: Path,
-    tomcat_ssl_link: Path,
-    no_tomcat_link: bool,
-    rabbitmq_certs: Path,
-    prefix: Path | None,
+    component: Component,
+    paths: HostPaths,
     owner: str | None,
     connect: str | None,
     as_json: bool,
@@ -207,8 +205,6 @@ def doctor_command(
 
     Exits 0 only when no check FAILs.
     """
-    component = Component.parse(component_name)
-    paths = _paths(ssl_root, tomcat_ssl_link, no_tomcat_link, rabbitmq_certs, prefix)
     findings = diagnose(
         component,
         paths,
