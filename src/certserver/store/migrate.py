@@ -1,24 +1,31 @@
-"""Bring a store's schema to the head revision with Alembic (skipped when already there)."""
+"""Bring a store's schema to the head revision with Alembic (skipped when already there).
+
+Alembic is imported only when a migration has to run: reading the current revision is one
+query, and most commands find the schema current.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from certserver.errors import StoreError
 
-#: The newest migration; a test checks it against the scripts. Saves loading Alembic's
-#: script directory on every command when the schema is current.
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+#: The newest migration; a test checks it against the scripts.
 SCHEMA_HEAD = "0001"
 _MIGRATIONS = Path(__file__).with_name("migrations")
+_VERSION_TABLE = "alembic_version"
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     config.attributes["connection"] = connection
@@ -26,11 +33,19 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def script_head() -> str | None:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def current_revision(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
+    """The store's schema revision (None for an empty database), as Alembic records it."""
+    if not sa.inspect(connection).has_table(_VERSION_TABLE):
+        return None
+    versions = connection.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+    if len(versions) > 1:
+        raise StoreError("store schema has several heads; it was not made by certserver")
+    return str(versions[0][0]) if versions else None
 
 
 def upgrade(connection: Connection) -> None:
@@ -38,6 +53,9 @@ def upgrade(connection: Connection) -> None:
     current = current_revision(connection)
     if current == SCHEMA_HEAD:
         return
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
     known = {
         script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()
     }
