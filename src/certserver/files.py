@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import stat
@@ -40,6 +41,9 @@ def ensure_private_dir(path: Path) -> None:
         raise FileProblem(path, "is not a directory")
 
 
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV})
+
+
 class StagedFile:
     """A 0600 temporary file next to its target, then placed, kept, or taken back.
 
@@ -66,13 +70,25 @@ class StagedFile:
                 self.temp.replace(self.target)
                 self._placed = True
             else:
-                os.link(self.temp, self.target)  # fails if the target exists: no clobbering
-                self._placed = True
-                self._discard()  # placed whatever happens to the temporary name
+                self._place_new()
         except FileExistsError:
             raise TargetExists(self.target, "already exists (use --force to replace it)") from None
         except OSError as exc:
             raise FileProblem(self.target, f"cannot write: {exc.strerror}") from None
+
+    def _place_new(self) -> None:
+        try:
+            os.link(self.temp, self.target)  # fails if the target exists: no clobbering
+        except OSError as exc:
+            if exc.errno not in _NO_HARD_LINKS:
+                raise
+            # a file system without hard links (vfat, some network mounts): check, then
+            # rename; only a writer racing us in the same instant could be replaced
+            if os.path.lexists(self.target):
+                raise FileExistsError(errno.EEXIST, "exists", str(self.target)) from None
+            self.temp.replace(self.target)
+        self._placed = True
+        self._discard()  # placed whatever happens to the temporary name
 
     def undo(self) -> None:
         """Put back what the target was before :meth:`place`; remove the staged file.
