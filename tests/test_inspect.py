@@ -234,6 +234,7 @@ def test_a_zip_inside_a_package_is_not_opened(run: Cli, alpha: Extracted, tmp_pa
     inner = alpha.result.package_path.read_bytes()
     digest = hashlib.sha256(inner).hexdigest()
     manifest = {
+        "format_version": 1,
         "deployment": "outer",
         "ccid": alpha.result.deployment.ccid.value,
         "files": [{"path": "ccm/ca.crt", "sha256": digest}],

@@ -18,7 +18,7 @@ from typing import Any
 
 from certserver.errors import CertserverError, FileProblem
 from certserver.identity import Ccid, Component, DeploymentName
-from certserver.package import MANIFEST_NAME
+from certserver.package import FORMAT_VERSION, MANIFEST_NAME
 
 MAX_MEMBERS = 64
 MAX_MEMBER_SIZE = 1 << 20
@@ -26,10 +26,8 @@ MAX_TOTAL_SIZE = 8 << 20
 #: PEM text deflates about 1.3:1; anything far beyond that is a bomb, not a certificate.
 MAX_RATIO = 20
 _ALLOWED_COMPRESSION = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
-_LAYOUT: Mapping[str, frozenset[str]] = {
-    c.folder: frozenset(n for n in (c.cert_file, c.key_file, c.ca_file, c.chain_file) if n)
-    for c in Component
-}
+_LAYOUT: Mapping[str, frozenset[str]] = {c.folder: c.file_names for c in Component}
+_CHUNK = 64 << 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +70,7 @@ def open_package(data: bytes, source: str) -> OpenedPackage:
     for info in infos:
         if info.is_dir():
             continue
-        try:
-            content = archive.read(info)
-        except (zipfile.BadZipFile, OSError, ValueError, RuntimeError, NotImplementedError):
-            raise FileProblem(source, f"zip entry {info.filename} cannot be read") from None
+        content = _read_member(archive, info, source)
         members[info.filename] = PackageMember(
             info.filename, content, (info.external_attr >> 16) & 0o777
         )
@@ -96,11 +91,35 @@ def open_package(data: bytes, source: str) -> OpenedPackage:
     problems += [
         f"{path}: not listed in the manifest" for path in sorted(members) if path not in listed
     ]
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise FileProblem(
+            source,
+            f"{MANIFEST_NAME} has format {manifest.get('format_version')!r}, "
+            f"this certserver reads {FORMAT_VERSION}",
+        )
     try:
         name, ccid = DeploymentName(manifest["deployment"]), Ccid(manifest["ccid"])
-    except (CertserverError, KeyError, TypeError):
+    except (CertserverError, KeyError, TypeError, AttributeError, ValueError):
         raise FileProblem(source, f"{MANIFEST_NAME} names no valid deployment and CCID") from None
     return OpenedPackage(source, manifest, name, ccid, members, tuple(problems))
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str) -> bytes:
+    """The member's bytes, never more than the limit whatever its header claims."""
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        with archive.open(info) as stream:
+            while chunk := stream.read(_CHUNK):
+                total += len(chunk)
+                if total > MAX_MEMBER_SIZE:
+                    raise FileProblem(
+                        source, f"unsafe zip entry {info.filename!r}: unpacks past its limit"
+                    )
+                chunks.append(chunk)
+    except (zipfile.BadZipFile, OSError, ValueError, RuntimeError, NotImplementedError, EOFError):
+        raise FileProblem(source, f"zip entry {info.filename!r} cannot be read") from None
+    return b"".join(chunks)
 
 
 def _check_entry(info: zipfile.ZipInfo, source: str, seen: set[str]) -> None:

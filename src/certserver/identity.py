@@ -112,6 +112,17 @@ class Component(enum.Enum):
         """Intermediates, where the chain has any; the broker keeps them in ``ca_file``."""
         return None if self.is_broker else "chain.crt"
 
+    @property
+    def file_names(self) -> frozenset[str]:
+        """Every file the component's folder may hold."""
+        names = (self.cert_file, self.key_file, self.ca_file, self.chain_file)
+        return frozenset(name for name in names if name)
+
+    @property
+    def installed_with(self) -> tuple[Component, ...]:
+        """The sets one install of this component puts in place (esb brings its broker)."""
+        return (self, Component.ESB_BROKER) if self is Component.ESB else (self,)
+
     def __str__(self) -> str:
         return self.folder
 

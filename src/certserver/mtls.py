@@ -35,7 +35,11 @@ from certserver.identity import Ccid, Component, Identity
 
 def identity_of(cert: x509.Certificate) -> Identity:
     """The (CCID, component) in a certificate's single SPIFFE URI SAN."""
-    return identity_in(cert.extensions)
+    try:
+        extensions = cert.extensions
+    except (ValueError, x509.DuplicateExtension):
+        raise IdentityError("certificate's extensions do not parse") from None
+    return identity_in(extensions)
 
 
 def identity_in(extensions: x509.Extensions) -> Identity:
@@ -44,6 +48,8 @@ def identity_in(extensions: x509.Extensions) -> Identity:
         san = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         raise IdentityError("certificate has no subjectAltName, so no identity") from None
+    except (ValueError, x509.DuplicateExtension):
+        raise IdentityError("certificate's extensions do not parse") from None
     uris = san.get_values_for_type(x509.UniformResourceIdentifier)
     if len(uris) != 1:
         raise IdentityError(f"certificate has {len(uris)} URI SANs; an identity needs exactly one")

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
@@ -81,6 +82,8 @@ def _parse_pem(data: bytes) -> Parsed:
                 found.public_keys.append(serialization.load_pem_public_key(body))
         except ParseError:
             raise
+        except UnsupportedAlgorithm:
+            raise ParseError(f"{label.decode().lower()} uses an unsupported algorithm") from None
         except (ValueError, TypeError):
             # cryptography's parser message is internals; the block's kind is what helps
             raise ParseError(f"damaged {label.decode().lower()} block") from None
@@ -127,7 +130,7 @@ def _parse_der(data: bytes) -> Parsed:
             if "encrypted" in str(exc).lower() or "password" in str(exc).lower():
                 found.encrypted_keys += 1
                 return found
-        except (ValueError, ParseError):
+        except (ValueError, ParseError, UnsupportedAlgorithm):
             continue
         else:
             return found

@@ -73,6 +73,10 @@ def check_set(
     else:
         add(Status.PASS, "key", f"{component.key_file} matches {component.cert_file}")
 
+    for name, data in _public_files(files):
+        problem = _not_only_certificates(data)
+        if problem:
+            add(Status.FAIL, "files", f"{name} {problem}")
     add(*_chain(leaf, files, now))
 
     identity: Identity | None = None
@@ -125,6 +129,27 @@ def _expiry(leaf: x509.Certificate, now: dt.datetime) -> tuple[Status, str, str]
     if days < WARN_DAYS:
         return Status.WARN, "expiry", f"expires in {days} days ({not_after:%Y-%m-%d})"
     return Status.PASS, "expiry", f"{days} days left"
+
+
+def _public_files(files: ComponentSet) -> list[tuple[str, bytes]]:
+    component = files.component
+    found = [(component.cert_file, files.certificate), (component.ca_file, files.anchors)]
+    if files.intermediates is not None and component.chain_file:
+        found.append((component.chain_file, files.intermediates))
+    return found
+
+
+def _not_only_certificates(data: bytes) -> str | None:
+    """Why a file that should hold certificates only does not (a key there leaks it)."""
+    try:
+        parsed = parse(data)
+    except ParseError as exc:
+        return f"is damaged: {exc}"
+    if parsed.private_keys or parsed.encrypted_keys:
+        return "holds a private key, which must not be in a certificate file"
+    if not parsed.certificates:
+        return "holds no certificate"
+    return None
 
 
 def _certificates(data: bytes) -> list[x509.Certificate]:

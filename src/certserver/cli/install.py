@@ -125,7 +125,7 @@ def install_command(
     if roll_back:
         if package is not None:
             raise InvalidInput("--rollback takes no package")
-        outcome = rollback(component, paths)
+        outcome = rollback(component, paths, now=utc_now(), dry_run=dry_run)
     else:
         if package is None:
             raise InvalidInput("give the package to install (or --rollback)")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from certserver.errors import CertserverError
 from certserver.identity import Ccid, Component
-from certserver.install.owners import Owner
-from certserver.install.paths import HostPaths
+from certserver.install.owners import Owner, owner_for
+from certserver.install.paths import HostPaths, link_points_to
 from certserver.install.plan import DIR_MODE, installed_set
 from certserver.mtls import ComponentCredentials
 from certserver.verify import Finding, Status, check_set
@@ -28,17 +28,15 @@ def diagnose(
     connect: tuple[str, int] | None = None,
 ) -> list[Finding]:
     findings: list[Finding] = []
-    sets = [component, Component.ESB_BROKER] if component is Component.ESB else [component]
     ccid: Ccid | None = None
-    for member in sets:
+    for member in component.installed_with:
         folder = paths.folder(member)
-        owner = broker_owner if member.is_broker and broker_owner else Owner.root()
-        findings += _folder(member, folder, owner if check_owners else None)
-        files = installed_set(member, folder)
-        if files is None:
-            findings.append(
-                Finding(Status.FAIL, f"{member.folder} files", f"{folder} lacks a file of the set")
-            )
+        owner = owner_for(member, broker_owner, chown=True) if check_owners else None
+        findings += _folder(member, folder, owner)
+        try:
+            files = installed_set(member, folder)
+        except CertserverError as exc:
+            findings.append(Finding(Status.FAIL, f"{member.folder} files", exc.message))
             continue
         found, identity = check_set(files, now, expect_ccid=ccid)
         findings += found
@@ -60,6 +58,14 @@ def _folder(component: Component, folder: Path, owner: Owner | None) -> list[Fin
     if not stat.S_ISDIR(info.st_mode):
         return [Finding(Status.FAIL, f"{name} folder", f"{folder} is not a directory")]
     findings = [_mode_owner(f"{name} folder", folder, info, DIR_MODE, owner, allowed=(DIR_MODE,))]
+    try:
+        extra = sorted(p.name for p in folder.iterdir() if p.name not in component.file_names)
+    except OSError as exc:
+        return [*findings, Finding(Status.FAIL, f"{name} folder", f"{folder}: {exc.strerror}")]
+    if extra:
+        findings.append(
+            Finding(Status.FAIL, f"{name} stray files", f"{folder} also holds {', '.join(extra)}")
+        )
     names = [component.cert_file, component.key_file, component.ca_file]
     if component.chain_file and (folder / component.chain_file).exists():
         names.append(component.chain_file)
@@ -98,14 +104,14 @@ def _mode_owner(
 
 
 def _link(link: Path, folder: Path) -> Finding:
+    if link_points_to(link, folder):
+        return Finding(Status.PASS, "tomcat link", f"{link} -> {folder}")
     if not link.is_symlink():
-        problem = "is a real folder, not a link" if link.exists() else "is missing"
+        problem = "is a real folder or file, not a link" if link.exists() else "is missing"
         return Finding(Status.FAIL, "tomcat link", f"{link} {problem}")
-    if link.resolve() != folder.resolve():
-        return Finding(
-            Status.FAIL, "tomcat link", f"{link} points to {link.readlink()}, not {folder}"
-        )
-    return Finding(Status.PASS, "tomcat link", f"{link} -> {folder}")
+    return Finding(
+        Status.FAIL, "tomcat link", f"{link} points to {link.readlink()}, not to {folder}"
+    )
 
 
 def _connect(component: Component, folder: Path, address: tuple[str, int]) -> Finding:
@@ -125,6 +131,7 @@ def _connect(component: Component, folder: Path, address: tuple[str, int]) -> Fi
         return Finding(Status.FAIL, check, exc.message)
     except ssl.SSLError as exc:
         return Finding(Status.FAIL, check, f"TLS handshake failed: {exc.reason or exc}")
-    except OSError as exc:
-        return Finding(Status.FAIL, check, f"cannot connect: {exc.strerror or exc}")
+    except (OSError, UnicodeError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        return Finding(Status.FAIL, check, f"cannot connect: {reason}")
     return Finding(Status.PASS, check, f"mutual TLS ({version}) with {peer.spiffe_id}")

@@ -8,6 +8,7 @@ import pwd
 from dataclasses import dataclass
 
 from certserver.errors import InvalidInput
+from certserver.identity import Component
 
 BROKER_USER = "rabbitmq"
 
@@ -26,14 +27,18 @@ class Owner:
         """``USER`` or ``USER:GROUP`` (names or numbers); refuses unknown ones."""
         user, _, group = spec.partition(":")
         try:
-            entry = pwd.getpwnam(user) if not user.isdigit() else pwd.getpwuid(int(user))
-        except KeyError:
+            entry = pwd.getpwuid(int(user)) if _number(user) else pwd.getpwnam(user)
+        except (KeyError, OverflowError, ValueError):
             raise InvalidInput(f"user {user!r} does not exist on this host") from None
         gid = entry.pw_gid
         if group:
             try:
-                gid = grp.getgrnam(group).gr_gid if not group.isdigit() else int(group)
-            except KeyError:
+                gid = (
+                    grp.getgrgid(int(group)).gr_gid
+                    if _number(group)
+                    else grp.getgrnam(group).gr_gid
+                )
+            except (KeyError, OverflowError, ValueError):
                 raise InvalidInput(f"group {group!r} does not exist on this host") from None
         label = f"{entry.pw_name}:{grp.getgrgid(gid).gr_name if _has_group(gid) else gid}"
         return cls(entry.pw_uid, gid, label)
@@ -44,7 +49,19 @@ class Owner:
 
     @classmethod
     def current(cls) -> Owner:
-        return cls.parse(str(os.geteuid()))
+        """Whoever runs this (also a uid without a passwd entry, as in containers)."""
+        uid, gid = os.geteuid(), os.getegid()
+        try:
+            return cls.parse(f"{uid}:{gid}")
+        except InvalidInput:
+            return cls(uid, gid, f"{uid}:{gid}")
+
+
+def owner_for(component: Component, broker: Owner | None, *, chown: bool) -> Owner:
+    """Who owns a set's files: the broker's user for the broker's set, else root."""
+    if not chown:
+        return Owner.current()
+    return broker if component.is_broker and broker is not None else Owner.root()
 
 
 def broker_owner(spec: str | None) -> Owner:
@@ -62,6 +79,10 @@ def broker_owner(spec: str | None) -> Owner:
 
 def can_chown() -> bool:
     return os.geteuid() == 0
+
+
+def _number(text: str) -> bool:
+    return text.isascii() and text.isdigit()
 
 
 def _has_group(gid: int) -> bool:

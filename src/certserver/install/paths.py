@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,24 @@ class HostPaths:
             under(prefix, rabbitmq_certs),
         )
 
+    def problems(self, component: Component) -> list[str]:
+        """Paths that would make an install swap out something that is not a set."""
+        folders = [self.folder(member) for member in component.installed_with]
+        found = [f"{folder} is a root folder" for folder in folders if folder.parent == folder]
+        for index, folder in enumerate(folders):
+            found += [
+                f"{folder} and {other} overlap"
+                for other in folders[index + 1 :]
+                if overlaps(folder, other)
+            ]
+        if self.tomcat_link is not None:
+            found += [
+                f"the Tomcat link {self.tomcat_link} overlaps {folder}"
+                for folder in folders
+                if overlaps(self.tomcat_link, folder)
+            ]
+        return found
+
     def folder(self, component: Component) -> Path:
         """The installed folder of ``component`` (the broker's files are flat, elsewhere)."""
         return self.rabbitmq_certs if component.is_broker else self.ssl_root / component.folder
@@ -51,3 +70,20 @@ class HostPaths:
     @staticmethod
     def staging_prefix(folder: Path) -> str:
         return f".{folder.name}.staging-"
+
+
+def link_points_to(link: Path, folder: Path) -> bool:
+    """True when ``link`` is a symlink that resolves to ``folder`` (install and doctor agree)."""
+    try:
+        return link.is_symlink() and link.resolve(strict=True) == folder.resolve(strict=True)
+    except (OSError, RuntimeError):  # dangling, or a loop
+        return False
+
+
+def link_target(link: Path, folder: Path) -> str:
+    """A relative target for ``link`` -> ``folder``, computed on resolved paths."""
+    return os.path.relpath(folder.resolve(), link.parent.resolve())
+
+
+def overlaps(first: Path, second: Path) -> bool:
+    return first == second or first in second.parents or second in first.parents
