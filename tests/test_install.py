@@ -457,3 +457,224 @@ def test_install_errors_name_the_package(run: Cli, prefix: Path, tmp_path: Path)
 
 def test_the_error_class_is_a_domain_error() -> None:
     assert issubclass(InstallFailed, CertserverError)
+
+
+# -- review findings: each refusal with its acceptance twin --------------------------------
+
+
+def test_rollback_dry_run_changes_nothing(
+    run: Cli, alpha: Extracted, bravo: Extracted, prefix: Path
+) -> None:
+    assert _install(run, alpha.result.package_path, "ccm", prefix).exit_code == 0
+    assert _install(run, bravo.result.package_path, "ccm", prefix, "--force").exit_code == 0
+    before = tree(prefix)
+    dry = run("install", "--rollback", "--dry-run", "--component", "ccm", "--prefix", str(prefix))
+    assert dry.exit_code == 0 and "would roll back" in dry.stdout
+    assert tree(prefix) == before
+
+
+def test_a_folder_holding_more_than_a_set_is_not_swapped_out(
+    run: Cli, alpha: Extracted, prefix: Path
+) -> None:
+    config = prefix / "etc/rabbitmq/rabbitmq.conf"
+    config.parent.mkdir(parents=True)
+    config.write_text("listeners.ssl.default = 5671\n")
+    result = _install(
+        run,
+        alpha.result.package_path,
+        "esb",
+        prefix,
+        "--rabbitmq-certs",
+        "/etc/rabbitmq",
+        "--no-tomcat-link",
+    )
+    assert (
+        result.exit_code == 1
+        and "holds more than a certificate set (rabbitmq.conf)" in result.stderr
+    )
+    assert config.read_text() == "listeners.ssl.default = 5671\n"
+    assert not (prefix / SSL / "esb").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--rabbitmq-certs", "/"], "is a root folder"),
+        (["--rabbitmq-certs", "/usr/local/osmosix/ssl/esb"], "overlap"),
+        (["--tomcat-ssl-link", "/usr/local/osmosix/ssl/esb/link"], "the Tomcat link"),
+    ],
+)
+def test_paths_that_would_swap_out_something_else_are_refused(
+    run: Cli, alpha: Extracted, tmp_path: Path, options: list[str], message: str
+) -> None:
+    result = run("install", str(alpha.result.package_path), "--component", "esb", *options)
+    assert result.exit_code == 1 and message in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_a_zip_entry_that_lies_about_its_size_is_refused(
+    run: Cli, alpha: Extracted, prefix: Path, tmp_path: Path
+) -> None:
+    import io
+    import zlib
+
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    stream = compressor.compress(b"\0" * (8 << 20)) + compressor.flush()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(alpha.result.package_path) as source, zipfile.ZipFile(buffer, "w") as out:
+        for info in source.infolist():
+            out.writestr(info, source.read(info))
+        info = _entry("ccm/chain.crt")
+        info.file_size, info.CRC, info.compress_size = 1000, zlib.crc32(b"\0" * 1000), len(stream)
+        out.fp.seek(out.start_dir)  # type: ignore[union-attr]
+        info.header_offset = out.start_dir
+        out.fp.write(info.FileHeader(False))  # type: ignore[union-attr]
+        out.fp.write(stream)  # type: ignore[union-attr]
+        out.start_dir = out.fp.tell()  # type: ignore[union-attr]
+        out.filelist.append(info)
+        out._didModify = True  # type: ignore[attr-defined]
+    liar = tmp_path / "liar.zip"
+    liar.write_bytes(buffer.getvalue())
+    result = _install(run, liar, "ccm", prefix)
+    # read no further than the header admits (memory stays bounded), then refused
+    assert result.exit_code == 1 and result.stderr.startswith(f"certserver: error: {liar}: ")
+    assert len(result.stderr.splitlines()) == 1
+    assert tree(prefix) == {}
+
+
+def test_the_link_is_right_when_tomcat_itself_is_a_symlink(
+    run: Cli, alpha: Extracted, prefix: Path
+) -> None:
+    real = prefix / "opt/apache-tomcat-10/conf"
+    real.mkdir(parents=True)
+    (prefix / "usr/local").mkdir(parents=True)
+    (prefix / "usr/local/tomcat").symlink_to("../../opt/apache-tomcat-10")
+    assert _install(run, alpha.result.package_path, "ccm", prefix).exit_code == 0
+    assert (real / "ssl" / "mgmtserver.key").is_file()  # the link reaches the folder
+    doctor = run("doctor", "--component", "ccm", "--prefix", str(prefix))
+    assert doctor.exit_code == 0, doctor.stdout
+
+
+def test_repointing_the_link_from_another_component_needs_force(
+    run: Cli, alpha: Extracted, prefix: Path
+) -> None:
+    assert _install(run, alpha.result.package_path, "ccm", prefix).exit_code == 0
+    refused = _install(run, alpha.result.package_path, "mon", prefix)
+    assert refused.exit_code == 1 and "points to ../../osmosix/ssl/ccm" in refused.stderr
+    assert not (prefix / SSL / "mon").exists()
+    assert _install(run, alpha.result.package_path, "mon", prefix, "--force").exit_code == 0
+    assert (prefix / LINK).resolve() == (prefix / SSL / "mon").resolve()
+
+
+def test_a_key_in_a_certificate_file_is_refused(
+    run: Cli, alpha: Extracted, prefix: Path, tmp_path: Path
+) -> None:
+    leaky = rewrite_package(
+        alpha.result.package_path,
+        tmp_path / "leaky.zip",
+        {
+            "ccm/ca.crt": alpha.ca(Component.CCM).read_bytes()
+            + alpha.key(Component.CCM).read_bytes()
+        },
+    )
+    result = _install(run, leaky, "ccm", prefix)
+    assert result.exit_code == 1 and "ca.crt holds a private key" in result.stderr
+    assert tree(prefix) == {}
+
+
+def test_a_fifo_in_the_installed_folder_does_not_hang(
+    run: Cli, alpha: Extracted, bravo: Extracted, prefix: Path
+) -> None:
+    assert _install(run, alpha.result.package_path, "ccm", prefix).exit_code == 0
+    cert = prefix / SSL / "ccm" / "mgmtserver.crt"
+    cert.unlink()
+    os.mkfifo(cert)
+    doctor = run("doctor", "--component", "ccm", "--prefix", str(prefix))
+    assert doctor.exit_code == 1 and "is not a regular file" in doctor.stdout
+    forced = _install(run, bravo.result.package_path, "ccm", prefix, "--force")
+    assert forced.exit_code == 0 and cert.is_file()
+
+
+def test_the_same_deployment_with_another_ca_needs_force(
+    run: Cli, alpha: Extracted, prefix: Path, tmp_path: Path
+) -> None:
+    import datetime as dt
+
+    from certserver import package as package_module
+    from certserver.authority import CertificateAuthority
+    from certserver.identity import DeploymentName, Identity
+    from certserver.keys import KeySpec, to_pkcs8_der
+    from certserver.package import ComponentMaterial, DeploymentMaterial
+    from certserver.profiles import DEFAULT_ORGANIZATION
+
+    assert _install(run, alpha.result.package_path, "ccm", prefix).exit_code == 0
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    ccid = alpha.result.deployment.ccid
+    spec = KeySpec.EC_P256
+    other_ca = CertificateAuthority.create(
+        DeploymentName("alpha"), ccid, DEFAULT_ORGANIZATION, spec, now
+    )
+    components = []
+    for component in Component:
+        key = spec.generate()
+        cert = other_ca.issue(
+            Identity(ccid, component), key.public_key(), spec, DEFAULT_ORGANIZATION, (), now, 30
+        )
+        components.append(ComponentMaterial(component, cert, to_pkcs8_der(key)))
+    material = DeploymentMaterial(
+        DeploymentName("alpha"),
+        ccid,
+        "certserver",
+        now,
+        (other_ca.certificate,),
+        (),
+        tuple(components),
+    )
+    impostor = tmp_path / "alpha_certs.zip"
+    impostor.write_bytes(package_module.build(material))
+    refused = _install(run, impostor, "ccm", prefix)
+    assert refused.exit_code == 1 and "trusts another CA than this package" in refused.stderr
+    assert _install(run, impostor, "ccm", prefix, "--force").exit_code == 0
+
+
+def test_a_crash_between_the_two_esb_swaps_is_undone_by_the_next_run(
+    run: Cli, alpha: Extracted, bravo: Extracted, prefix: Path
+) -> None:
+    import sys
+
+    assert _install(run, alpha.result.package_path, "esb", prefix).exit_code == 0
+    before = tree(prefix)
+    crash = (
+        "import os, sys\n"
+        "from certserver.install import fsops\n"
+        "real, calls = fsops.exchange, []\n"
+        "def exchange(a, b):\n"
+        "    calls.append(b)\n"
+        "    if len(calls) == 2:\n"
+        "        os._exit(9)  # killed between the esb swap and the broker swap\n"
+        "    real(a, b)\n"
+        "fsops.exchange = exchange\n"
+        "from certserver.cli import cli\n"
+        "cli.main(sys.argv[1:], prog_name='certserver')\n"
+    )
+    done = run_process(
+        sys.executable,
+        "-c",
+        crash,
+        "install",
+        str(bravo.result.package_path),
+        "--component",
+        "esb",
+        "--prefix",
+        str(prefix),
+        "--force",
+    )
+    assert done.returncode == 9
+    esb_cert = (prefix / SSL / "esb" / "esb.crt").read_bytes()
+    assert esb_cert == bravo.cert(Component.ESB).read_bytes()  # a mix, for now...
+    doctor = run("doctor", "--component", "esb", "--prefix", str(prefix))
+    assert doctor.exit_code == 1 and "FAIL install: an install was interrupted" in doctor.stdout
+    again = _install(run, alpha.result.package_path, "esb", prefix)  # ...until the next run
+    assert again.exit_code == 0 and "already installed" in again.stdout
+    assert tree(prefix) == before  # the old sets, whole; no staging, no journal
+    assert run("doctor", "--component", "esb", "--prefix", str(prefix)).exit_code == 0

@@ -16,11 +16,11 @@ from certserver.cli import output
 from certserver.errors import InvalidInput
 from certserver.files import read_regular_file
 from certserver.identity import Component
-from certserver.install.apply import apply, rollback
+from certserver.install.apply import apply, interrupted, locked, rollback
 from certserver.install.doctor import diagnose
 from certserver.install.owners import Owner, broker_owner, can_chown
 from certserver.install.paths import RABBITMQ_CERTS, SSL_ROOT, TOMCAT_SSL_LINK, HostPaths
-from certserver.install.plan import INSTALLABLE, plan_install
+from certserver.install.plan import INSTALLABLE, InstallPlan, plan_install
 from certserver.service import utc_now
 from certserver.verify import Status
 
@@ -129,27 +129,37 @@ def install_command(
     else:
         if package is None:
             raise InvalidInput("give the package to install (or --rollback)")
-        data = read_regular_file(package, _MAX_PACKAGE, "a package")
-        plan = plan_install(
-            open_package(data, str(package)),
-            component,
-            paths,
-            broker_owner=_broker_owner(component, owner),
-            now=utc_now(),
-            force=force,
-        )
-        for warning in plan.warnings:
-            click.echo(output.printable(f"certserver: warning: {warning}"), err=True)
+        opened = open_package(read_regular_file(package, _MAX_PACKAGE, "a package"), str(package))
+        owners = _broker_owner(component, owner)
+
+        def plan() -> InstallPlan:
+            return plan_install(
+                opened, component, paths, broker_owner=owners, now=utc_now(), force=force
+            )
+
+        first: InstallPlan | None = None
+        if interrupted(paths):
+            _warn(("an interrupted install is undone first",))
+        else:  # a refusal comes before anything is written, even the lock
+            first = plan()
+            _warn(first.warnings)
         if dry_run:
-            click.echo(f"would install {component} of deployment {plan.ccid}:")
-            for line in plan.describe():
+            shown = first or plan()
+            click.echo(f"would install {component} of deployment {shown.ccid}:")
+            for line in shown.describe():
                 click.echo(output.printable(f"  {line}"))
             return
-        outcome = apply(plan)
+        with locked(paths):  # planned again: an interrupted install may just have been undone
+            outcome = apply(plan())
     for message in outcome.messages:
         click.echo(output.printable(message))
     if outcome.changed:
         _restart(ctx, commands)
+
+
+def _warn(warnings: tuple[str, ...]) -> None:
+    for warning in warnings:
+        click.echo(output.printable(f"certserver: warning: {warning}"), err=True)
 
 
 def _command(text: str) -> list[str]:

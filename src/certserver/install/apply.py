@@ -48,16 +48,29 @@ class _Swap:
     had_old: bool
 
 
+_held: set[Path] = set()
+
+
 @contextlib.contextmanager
 def locked(paths: HostPaths) -> Iterator[None]:
-    """One install or rollback at a time on this host (an exclusive ``flock``)."""
+    """One install or rollback at a time on this host (an exclusive ``flock``).
+
+    Taking it first undoes an interrupted install. Re-entrant within one process, so a
+    caller can plan under the same lock that :func:`apply` takes.
+    """
+    lock = paths.ssl_root / _LOCK
+    if lock in _held:
+        yield
+        return
     paths.ssl_root.mkdir(parents=True, exist_ok=True, mode=0o755)
-    fd = os.open(paths.ssl_root / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        _held.add(lock)
         recover(paths)
         yield
     finally:
+        _held.discard(lock)
         os.close(fd)
 
 
@@ -169,6 +182,11 @@ def _rollback_problems(component: Component, folder: Path, now: datetime) -> lis
     return [
         f"the previous set: {f.check}: {f.message}" for f in findings if f.status is Status.FAIL
     ]
+
+
+def interrupted(paths: HostPaths) -> bool:
+    """True when an install stopped between its swaps (the next install or rollback undoes it)."""
+    return (paths.ssl_root / _JOURNAL).exists()
 
 
 def recover(paths: HostPaths) -> None:

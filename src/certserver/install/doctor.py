@@ -11,6 +11,7 @@ from pathlib import Path
 
 from certserver.errors import CertserverError
 from certserver.identity import Ccid, Component
+from certserver.install.apply import interrupted
 from certserver.install.owners import Owner, owner_for
 from certserver.install.paths import HostPaths, link_points_to
 from certserver.install.plan import DIR_MODE, installed_set
@@ -28,6 +29,14 @@ def diagnose(
     connect: tuple[str, int] | None = None,
 ) -> list[Finding]:
     findings: list[Finding] = []
+    if interrupted(paths):
+        findings.append(
+            Finding(
+                Status.FAIL,
+                "install",
+                "an install was interrupted; the next install or --rollback restores the old sets",
+            )
+        )
     ccid: Ccid | None = None
     for member in component.installed_with:
         folder = paths.folder(member)
