@@ -33,10 +33,14 @@ class Broker:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
-    def logged(self, fragment: str, timeout: float = 15) -> bool:
-        """True once ``fragment`` is in the node's log (it writes with some delay)."""
+    def mark(self) -> int:
+        """Where the log ends now: :meth:`logged` looks only past it."""
+        return len(self.log_text())
+
+    def logged(self, fragment: str, since: int = 0, timeout: float = 15) -> bool:
+        """True once ``fragment`` is in the node's log after ``since`` (it writes late)."""
         deadline = time.monotonic() + timeout
-        while fragment not in self.log_text():
+        while fragment not in self.log_text()[since:]:
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.2)

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from certserver.archive import open_package
-from certserver.errors import CertserverError
+from certserver.errors import CertserverError, InstallFailed
 from certserver.identity import Component
-from certserver.install.apply import InstallFailed, apply
+from certserver.install.apply import apply
 from certserver.install.owners import broker_owner
 from certserver.install.paths import HostPaths
 from certserver.install.plan import INSTALLABLE, plan_install

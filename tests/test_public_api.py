@@ -21,3 +21,14 @@ def test_all_lists_every_public_reexport() -> None:
         if not name.startswith("_") and getattr(value, "__module__", "").startswith("certserver.")
     }
     assert exported == set(certserver.__all__)
+
+
+def test_every_source_folder_is_a_package() -> None:
+    """setuptools ships only folders with an __init__.py: a missing one drops the module."""
+    from pathlib import Path
+
+    root = Path(certserver.__file__).parent
+    for folder in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+        if folder.name == "__pycache__" or not any(folder.glob("*.py")):
+            continue
+        assert (folder / "__init__.py").exists(), f"{folder} has no __init__.py"

@@ -101,3 +101,19 @@ class PeerRefused(CertserverError):
     def __init__(self, reason: RefusalReason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class InstallRefused(CertserverError):
+    """The package, or what is installed, does not allow this install. Lists every reason."""
+
+    code = "install-refused"
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__(f"{source}: refused: " + "; ".join(problems))
+        self.problems = problems
+
+
+class InstallFailed(CertserverError):
+    """A step of an install failed; what was installed before is in place."""
+
+    code = "install-failed"

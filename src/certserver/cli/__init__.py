@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from typing import Any
 
 import click
@@ -29,6 +30,9 @@ class _Group(click.Group):
         except CertserverError as exc:
             click.echo(f"certserver: error: {printable(exc.message)}", err=True)
             ctx.exit(EXIT_ERROR)
+        except BrokenPipeError:  # the reader went away (| head): stop quietly, as tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(141)
         except OSError as exc:  # an I/O failure no check foresaw: still one line, no traceback
             where = f"{exc.filename}: " if exc.filename else ""
             click.echo(

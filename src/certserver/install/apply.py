@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from certserver.errors import CertserverError, FileProblem
+from certserver.errors import CertserverError, FileProblem, InstallFailed
 from certserver.identity import Component
 from certserver.install import fsops
 from certserver.install.paths import HostPaths, link_points_to
@@ -29,10 +29,6 @@ from certserver.verify import Status, check_set
 
 _LOCK = ".certserver-install.lock"
 _JOURNAL = ".certserver-install.journal"
-
-
-class InstallFailed(CertserverError):
-    code = "install-failed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,8 @@ def _folder(component: Component, folder: Path, owner: Owner | None) -> list[Fin
         info = folder.lstat()
     except FileNotFoundError:
         return [Finding(Status.FAIL, f"{name} folder", f"{folder} does not exist")]
+    except OSError as exc:
+        return [Finding(Status.FAIL, f"{name} folder", f"{folder}: {exc.strerror}")]
     if not stat.S_ISDIR(info.st_mode):
         return [Finding(Status.FAIL, f"{name} folder", f"{folder} is not a directory")]
     findings = [_mode_owner(f"{name} folder", folder, info, DIR_MODE, owner, allowed=(DIR_MODE,))]
@@ -84,6 +86,9 @@ def _folder(component: Component, folder: Path, owner: Owner | None) -> list[Fin
             file_info = path.lstat()
         except FileNotFoundError:
             findings.append(Finding(Status.FAIL, f"{name} {file_name}", f"{path} is missing"))
+            continue
+        except OSError as exc:
+            findings.append(Finding(Status.FAIL, f"{name} {file_name}", f"{path}: {exc.strerror}"))
             continue
         if not stat.S_ISREG(file_info.st_mode):
             findings.append(Finding(Status.FAIL, f"{name} {file_name}", f"{path} is not a file"))

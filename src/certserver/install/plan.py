@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from certserver.archive import OpenedPackage
-from certserver.errors import CertserverError
+from certserver.errors import CertserverError, InstallRefused
 from certserver.files import read_regular_file
 from certserver.identity import Ccid, Component
 from certserver.install.owners import Owner, can_chown, owner_for
@@ -27,16 +27,6 @@ FILE_MODE = 0o600
 MAX_FILE = 1 << 20
 #: Components an operator installs; the broker's files come with ``esb``.
 INSTALLABLE = tuple(c for c in Component if not c.is_broker)
-
-
-class InstallRefused(CertserverError):
-    """The package, or what is installed, does not allow this install. Lists every reason."""
-
-    code = "install-refused"
-
-    def __init__(self, source: str, problems: list[str]) -> None:
-        super().__init__(f"{source}: refused: " + "; ".join(problems))
-        self.problems = problems
 
 
 @dataclass(frozen=True, slots=True)

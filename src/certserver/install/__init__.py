@@ -1,0 +1,1 @@
+"""Putting one component's files in place on its host, and diagnosing what is there."""
