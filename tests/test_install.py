@@ -678,3 +678,15 @@ def test_a_crash_between_the_two_esb_swaps_is_undone_by_the_next_run(
     assert again.exit_code == 0 and "already installed" in again.stdout
     assert tree(prefix) == before  # the old sets, whole; no staging, no journal
     assert run("doctor", "--component", "esb", "--prefix", str(prefix)).exit_code == 0
+
+
+def test_owner_for_a_component_without_broker_files_is_reported(
+    run: Cli, alpha: Extracted, prefix: Path
+) -> None:
+    result = _install(run, alpha.result.package_path, "ccm", prefix, "--owner", "nobody")
+    assert result.exit_code == 0
+    assert (
+        "warning: --owner applies to the broker's files, which ccm does not have" in result.stderr
+    )
+    quiet = _install(run, alpha.result.package_path, "ccm", prefix)
+    assert "warning" not in quiet.stderr

@@ -84,6 +84,10 @@ def _path_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _broker_owner(component: Component, spec: str | None) -> Owner | None:
+    if spec and component is not Component.ESB:
+        _warn((f"--owner applies to the broker's files, which {component} does not have",))
+    elif spec and not can_chown():
+        _warn(("--owner needs root; owners are left as they are",))
     return broker_owner(spec) if component is Component.ESB and can_chown() else None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import enum
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -36,7 +37,14 @@ from certserver.keys import KeySpec
 from certserver.store import migrate
 from certserver.store.tables import authorities, certificates, deployments, store_meta
 
-ACTIVE = "active"
+
+class Status(enum.StrEnum):
+    """Where a certificate (or an authority) stands; stored as its value."""
+
+    ACTIVE = "active"
+
+
+ACTIVE = Status.ACTIVE
 _BACKENDS = ("sqlite", "postgresql")
 _LOCK = 0x63657274  # pg advisory lock id for schema changes ("cert")
 _MASTER_KEY_ID = "master_key_id"
@@ -51,7 +59,7 @@ class AuthorityRecord:
     subject: str
     not_before: dt.datetime
     not_after: dt.datetime
-    status: str = ACTIVE
+    status: Status = ACTIVE
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +72,7 @@ class CertificateRecord:
     hosts: tuple[Host, ...]
     not_before: dt.datetime
     not_after: dt.datetime
-    status: str = ACTIVE
+    status: Status = ACTIVE
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +289,7 @@ class Store:
                 subject=ca.subject,
                 not_before=ca.not_before,
                 not_after=ca.not_after,
-                status=ca.status,
+                status=Status(ca.status),
             ),
             certificates=tuple(_certificate(cert) for cert in certs),
         )
@@ -332,7 +340,7 @@ def _certificate(row: sa.Row[tuple[object, ...]]) -> CertificateRecord:
         hosts=tuple(Host.parse(text) for text in json.loads(m["hosts"])),
         not_before=m["not_before"],
         not_after=m["not_after"],
-        status=m["status"],
+        status=Status(m["status"]),
     )
 
 
