@@ -6,6 +6,7 @@ import os
 import pwd
 import shutil
 import stat
+import subprocess
 import tempfile
 import zipfile
 from pathlib import Path
@@ -690,3 +691,99 @@ def test_owner_for_a_component_without_broker_files_is_reported(
     )
     quiet = _install(run, alpha.result.package_path, "ccm", prefix)
     assert "warning" not in quiet.stderr
+
+
+def _crashing(at: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in a process that dies (exit 9) at its ``at``-th directory exchange."""
+    import sys
+
+    code = (
+        "import os, sys\n"
+        "from certserver.install import fsops\n"
+        "real, calls = fsops.exchange, []\n"
+        "def exchange(a, b):\n"
+        "    calls.append(b)\n"
+        f"    if len(calls) == {at}:\n"
+        "        os._exit(9)\n"
+        "    real(a, b)\n"
+        "fsops.exchange = exchange\n"
+        "from certserver.cli import cli\n"
+        "cli.main(sys.argv[1:], prog_name='certserver')\n"
+    )
+    return run_process(sys.executable, "-c", code, *args)
+
+
+@pytest.mark.parametrize("at", [1, 2, 3, 4])
+def test_a_crash_at_any_exchange_leaves_old_or_new_sets_whole(
+    run: Cli, alpha: Extracted, bravo: Extracted, prefix: Path, at: int
+) -> None:
+    """Exchanges 1-2 swap esb and the broker; 3-4 keep the replaced sets as .previous."""
+    assert _install(run, bravo.result.package_path, "esb", prefix).exit_code == 0
+    assert _install(run, alpha.result.package_path, "esb", prefix, "--force").exit_code == 0
+    crashed = _crashing(
+        at,
+        "install",
+        str(bravo.result.package_path),
+        "--component",
+        "esb",
+        "--prefix",
+        str(prefix),
+        "--force",
+    )
+    assert crashed.returncode == 9
+    # the next locked command finishes or undoes it; the sets are then whole and alike
+    doctor_before = run("doctor", "--component", "esb", "--prefix", str(prefix))
+    assert "interrupted" in doctor_before.stdout
+    rolled = run(
+        "install", "--rollback", "--dry-run", "--component", "esb", "--prefix", str(prefix)
+    )
+    assert rolled.exit_code == 0
+    again = run(
+        "install",
+        str(alpha.result.package_path),
+        "--component",
+        "esb",
+        "--prefix",
+        str(prefix),
+        "--force",
+    )
+    assert again.exit_code == 0, again.stderr
+    doctor = run("doctor", "--component", "esb", "--prefix", str(prefix))
+    assert doctor.exit_code == 0, doctor.stdout
+    names = {p.name for p in (prefix / SSL / "esb").iterdir()}
+    assert names == {"esb.crt", "esb.key", "ca.crt"}  # no marker left behind
+    back = run("install", "--rollback", "--component", "esb", "--prefix", str(prefix))
+    assert back.exit_code == 0, back.stderr
+    esb = (prefix / SSL / "esb" / "esb.crt").read_bytes()
+    broker = (prefix / BROKER / "server_certificate.pem").read_bytes()
+    assert (esb, broker) == (
+        bravo.cert(Component.ESB).read_bytes(),
+        bravo.cert(Component.ESB_BROKER).read_bytes(),
+    ) or (esb, broker) == (
+        alpha.cert(Component.ESB).read_bytes(),
+        alpha.cert(Component.ESB_BROKER).read_bytes(),
+    )
+
+
+@pytest.mark.parametrize("at", [1, 2])
+def test_a_crash_during_rollback_is_undone(
+    run: Cli, alpha: Extracted, bravo: Extracted, prefix: Path, at: int
+) -> None:
+    assert _install(run, bravo.result.package_path, "esb", prefix).exit_code == 0
+    assert _install(run, alpha.result.package_path, "esb", prefix, "--force").exit_code == 0
+    before = tree(prefix)
+    crashed = _crashing(at, "install", "--rollback", "--component", "esb", "--prefix", str(prefix))
+    assert crashed.returncode == 9
+    assert _install(run, alpha.result.package_path, "esb", prefix).exit_code == 0  # recovers
+    assert tree(prefix) == before
+
+
+def test_force_over_a_folder_with_subfolders_keeps_it_as_previous(
+    run: Cli, alpha: Extracted, prefix: Path
+) -> None:
+    assert _install(run, alpha.result.package_path, "ccm", prefix).exit_code == 0
+    notes = prefix / SSL / "ccm" / "notes"
+    notes.mkdir()
+    (notes / "keep.txt").write_text("x")
+    assert _install(run, alpha.result.package_path, "ccm", prefix, "--force").exit_code == 0
+    assert (prefix / SSL / ".ccm.previous" / "notes" / "keep.txt").read_text() == "x"

@@ -154,7 +154,10 @@ def install_command(
                 click.echo(output.printable(f"  {line}"))
             return
         with locked(paths):  # planned again: an interrupted install may just have been undone
-            outcome = apply(plan())
+            final = plan()
+            if first is None:
+                _warn(final.warnings)
+            outcome = apply(final)
     for message in outcome.messages:
         click.echo(output.printable(message))
     if outcome.changed:

@@ -21,9 +21,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from certserver.errors import CertserverError, FileProblem, InstallFailed
-from certserver.identity import Component
+from certserver.files import read_regular_file
+from certserver.identity import Ccid, Component
 from certserver.install import fsops
-from certserver.install.paths import HostPaths, link_points_to
+from certserver.install.paths import (
+    MARKERS,
+    NEW_MARKER,
+    ROLLBACK_MARKER,
+    HostPaths,
+    link_points_to,
+)
 from certserver.install.plan import InstallPlan, PlannedDir, PlannedLink, installed_set
 from certserver.verify import Status, check_set
 
@@ -35,13 +42,6 @@ _JOURNAL = ".certserver-install.journal"
 class Outcome:
     changed: bool
     messages: tuple[str, ...]
-
-
-@dataclass
-class _Swap:
-    target: Path
-    staging: Path  # after the swap: the old set (an empty folder when there was none)
-    had_old: bool
 
 
 _held: set[Path] = set()
@@ -80,60 +80,109 @@ def apply(plan: InstallPlan, *, before_swap: Callable[[], None] | None = None) -
         return _apply(plan, before_swap)
 
 
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One folder of a swap: ``staging`` holds the set to bring in (afterwards, the old one)."""
+
+    target: Path
+    staging: Path
+    had_old: bool
+
+
 def _apply(plan: InstallPlan, before_swap: Callable[[], None] | None) -> Outcome:
+    journal = _Journal(plan.paths.ssl_root / _JOURNAL)
+    entries: list[_Entry] = []
+    swapped: list[_Entry] = []
     messages: list[str] = []
-    staged: list[tuple[PlannedDir, Path]] = []
-    swaps: list[_Swap] = []
-    journal = plan.paths.ssl_root / _JOURNAL
     try:
         for planned in plan.dirs:
-            staged.append((planned, _stage(planned, plan.chown)))
+            staging = _stage(planned, plan.chown)
+            entries.append(_Entry(planned.path, staging, planned.path.exists()))
         if before_swap is not None:
             before_swap()
-        _write_journal(journal, [(planned.path, staging) for planned, staging in staged])
-        for planned, staging in staged:
-            swaps.append(_swap_in(planned.path, staging))
+        journal.write(_INSTALL, _SWAPPING, entries)
+        for entry in entries:
+            if not entry.had_old:
+                entry.target.mkdir(mode=0o700)  # an empty stand-in, so one exchange does it
+            fsops.exchange(entry.staging, entry.target)
+            fsops.fsync_dir(entry.target.parent)
+            swapped.append(entry)
         if plan.link is not None:
             messages += _place_link(plan.link, force=plan.force)
+        journal.write(_INSTALL, _COMMITTED, entries)
     except BaseException as exc:
-        for swap in reversed(swaps):
-            _swap_back(swap)
-        for _, staging in staged:
-            fsops.remove_tree(staging)
-        journal.unlink(missing_ok=True)
+        if not _undo_install(swapped):
+            raise InstallFailed(
+                "the install failed and could not be undone at once; the next install or "
+                "--rollback restores the old sets"
+            ) from None
+        for entry in entries:
+            fsops.remove_tree(entry.staging)
+        journal.remove()
         if isinstance(exc, OSError):
             where = exc.filename or "install"
             raise InstallFailed(f"{where}: {exc.strerror}; nothing was changed") from None
         raise
-    journal.unlink(missing_ok=True)
-    for swap in swaps:
-        (swap.target / _NEW_MARKER).unlink(missing_ok=True)
-        messages.append(f"installed {swap.target}")
-        if swap.had_old:
-            messages += _keep_previous(swap)
-        else:
-            fsops.remove_tree(swap.staging)
+    for entry in entries:
+        messages.append(f"installed {entry.target}")
+    messages += _finish_install(entries)
+    journal.remove()
     return Outcome(True, tuple(messages))
 
 
-def _keep_previous(swap: _Swap) -> list[str]:
+def _undo_install(swapped: list[_Entry]) -> bool:
+    """Swap the old sets back; False when one could not be (the journal then stays)."""
+    for entry in reversed(swapped):
+        try:
+            fsops.exchange(entry.staging, entry.target)
+            if not entry.had_old:
+                entry.target.rmdir()
+        except OSError:
+            return False
+    return True
+
+
+def _finish_install(entries: list[_Entry]) -> list[str]:
+    """After the commit: drop the markers, keep each replaced set as ``.previous``."""
+    messages = []
+    for entry in entries:
+        (entry.target / NEW_MARKER).unlink(missing_ok=True)
+        if entry.had_old and entry.staging.is_dir():
+            messages += _keep_previous(entry)
+        else:
+            fsops.remove_tree(entry.staging)
+    return messages
+
+
+def _keep_previous(entry: _Entry) -> list[str]:
     """Keep the replaced set as ``.previous`` (unless it was the same files: a repair)."""
-    previous = HostPaths.previous(swap.target)
+    previous = HostPaths.previous(entry.target)
     try:
-        if _same_files(swap.staging, swap.target):
-            fsops.remove_tree(swap.staging)
+        if _same_files(entry.staging, entry.target):
+            fsops.remove_tree(entry.staging)
             return []
         if previous.is_dir() and not previous.is_symlink():
-            fsops.exchange(swap.staging, previous)  # previous = the set just replaced
+            fsops.exchange(entry.staging, previous)  # previous = the set just replaced
         else:
             fsops.remove_tree(previous)
-            swap.staging.rename(previous)
+            entry.staging.rename(previous)
     except OSError as exc:
         return [f"warning: could not keep the replaced set as {previous}: {exc.strerror}"]
-    fsops.remove_tree(swap.staging)  # the set before that, if any
-    if swap.staging.exists():
-        return [f"warning: could not remove {swap.staging}"]
+    fsops.remove_tree(entry.staging)  # the set before that, if any
+    if entry.staging.exists():
+        return [f"warning: could not remove {entry.staging}"]
     return []
+
+
+def check_rollback(component: Component, paths: HostPaths, *, now: datetime) -> None:
+    """Refuse a rollback that would bring in something other than a whole, sound set."""
+    problems: list[str] = []
+    ccid = None
+    for member in component.installed_with:
+        found, ccid = _rollback_problems(member, paths.folder(member), now, ccid)
+        problems += found
+    if problems:
+        raise FileProblem(paths.folder(component), "cannot roll back: " + "; ".join(problems))
 
 
 def rollback(
@@ -141,84 +190,148 @@ def rollback(
 ) -> Outcome:
     """Bring back the set before the current one (and, for esb, the broker's files)."""
     folders = [paths.folder(member) for member in component.installed_with]
+    if dry_run and interrupted(paths):
+        return Outcome(
+            False,
+            (
+                "an interrupted install or rollback is finished or undone first; "
+                "the plan can be shown after that",
+            ),
+        )
+    if not interrupted(paths):
+        check_rollback(component, paths, now=now)  # refused before anything is written
+    if dry_run:
+        return Outcome(False, tuple(f"would roll back {folder}" for folder in folders))
     with locked(paths):
-        problems = []
-        for member, folder in zip(component.installed_with, folders, strict=True):
-            problems += _rollback_problems(member, folder, now)
-        if problems:
-            raise FileProblem(folders[0], "cannot roll back: " + "; ".join(problems))
-        if dry_run:
-            return Outcome(False, tuple(f"would roll back {folder}" for folder in folders))
-        done: list[Path] = []
+        check_rollback(component, paths, now=now)
+        journal = _Journal(paths.ssl_root / _JOURNAL)
+        entries = [_Entry(folder, HostPaths.previous(folder), True) for folder in folders]
+        journal.write(_ROLLBACK, _SWAPPING, entries)
+        for entry in entries:
+            fsops.write_file(entry.staging / ROLLBACK_MARKER, b"", 0o600, None)
+        swapped: list[_Entry] = []
         try:
-            for folder in folders:
-                fsops.exchange(HostPaths.previous(folder), folder)
-                done.append(folder)
+            for entry in entries:
+                fsops.exchange(entry.staging, entry.target)
+                swapped.append(entry)
+            journal.write(_ROLLBACK, _COMMITTED, entries)
         except OSError as exc:
-            for folder in reversed(done):
-                with contextlib.suppress(OSError):
-                    fsops.exchange(HostPaths.previous(folder), folder)
+            for entry in reversed(swapped):
+                try:
+                    fsops.exchange(entry.staging, entry.target)
+                except OSError:
+                    raise InstallFailed(
+                        "the rollback failed halfway; the next install or --rollback finishes "
+                        "undoing it"
+                    ) from None
+            for entry in entries:
+                (entry.staging / ROLLBACK_MARKER).unlink(missing_ok=True)
+            journal.remove()
             raise InstallFailed(f"{exc.filename}: {exc.strerror}; nothing was changed") from None
+        for entry in entries:
+            (entry.target / ROLLBACK_MARKER).unlink(missing_ok=True)
+        journal.remove()
     return Outcome(True, tuple(f"rolled back {folder}" for folder in folders))
 
 
-def _rollback_problems(component: Component, folder: Path, now: datetime) -> list[str]:
+def _rollback_problems(
+    component: Component, folder: Path, now: datetime, ccid: Ccid | None
+) -> tuple[list[str], Ccid | None]:
     previous = HostPaths.previous(folder)
     for path, what in ((folder, "installed set"), (previous, "previous set")):
         try:
             info = path.lstat()
         except FileNotFoundError:
-            return [f"no {what} at {path}"]
+            return [f"no {what} at {path}"], ccid
         if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-            return [f"the {what} at {path} is not a real folder"]
+            return [f"the {what} at {path} is not a real folder"], ccid
     try:
-        findings, _ = check_set(installed_set(component, previous), now)
+        findings, identity = check_set(installed_set(component, previous), now, expect_ccid=ccid)
     except CertserverError as exc:
-        return [f"the previous set is incomplete: {exc.message}"]
-    return [
-        f"the previous set: {f.check}: {f.message}" for f in findings if f.status is Status.FAIL
-    ]
+        return [f"the previous set is incomplete: {exc.message}"], ccid
+    failed = [f for f in findings if f.status is Status.FAIL]
+    found = [f"the previous set: {f.check}: {f.message}" for f in failed]
+    return found, ccid or (identity.ccid if identity else None)
 
 
 def interrupted(paths: HostPaths) -> bool:
-    """True when an install stopped between its swaps (the next install or rollback undoes it)."""
-    return (paths.ssl_root / _JOURNAL).exists()
+    """True when an install or rollback stopped halfway (the next one finishes or undoes it)."""
+    return os.path.lexists(paths.ssl_root / _JOURNAL)
 
 
 def recover(paths: HostPaths) -> None:
-    """Undo an install that was interrupted between its swaps (its journal is still there).
+    """Finish what an interrupted install or rollback left, from its journal.
 
-    Every folder that already holds the new set gets its old one back, so the host is left
-    with the old sets throughout, never a mix.
+    Before its commit an install or rollback is undone: every folder that already holds
+    the incoming set (it carries the marker) gets its old set back. After the commit it is
+    finished: markers dropped, replaced sets kept as ``.previous``. Never a mix.
     """
-    journal = paths.ssl_root / _JOURNAL
-    try:
-        entries = json.loads(journal.read_text())
-    except FileNotFoundError:
+    journal = _Journal(paths.ssl_root / _JOURNAL)
+    state = journal.read()
+    if state is None:
         return
-    except (OSError, ValueError):
-        journal.unlink(missing_ok=True)
+    kind, phase, entries = state
+    marker = NEW_MARKER if kind == _INSTALL else ROLLBACK_MARKER
+    if phase == _COMMITTED:
+        if kind == _INSTALL:
+            _finish_install(entries)
+        for entry in entries:
+            (entry.target / marker).unlink(missing_ok=True)
+        journal.remove()
         return
+    for entry in reversed(entries):
+        if (entry.target / marker).exists() and entry.staging.is_dir():
+            fsops.exchange(entry.staging, entry.target)
+            if kind == _INSTALL and not entry.had_old:
+                entry.target.rmdir()
     for entry in entries:
-        target, staging = Path(entry["target"]), Path(entry["staging"])
-        with contextlib.suppress(OSError):
-            if (target / _NEW_MARKER).exists() and staging.is_dir():  # swapped: undo it
-                fsops.exchange(staging, target)
-                if not any(target.iterdir()):  # there was no old set
-                    target.rmdir()
-            fsops.remove_tree(staging)
-    journal.unlink(missing_ok=True)
+        if kind == _INSTALL:
+            fsops.remove_tree(entry.staging)
+        else:
+            (entry.staging / marker).unlink(missing_ok=True)
+    journal.remove()
 
 
-#: Written into a staged folder until the install completes, so recovery can tell sets apart.
-_NEW_MARKER = ".certserver-new"
+_INSTALL, _ROLLBACK = "install", "rollback"
+_SWAPPING, _COMMITTED = "swapping", "committed"
 
 
-def _write_journal(journal: Path, entries: list[tuple[Path, Path]]) -> None:
-    data = json.dumps([{"target": str(t), "staging": str(s)} for t, s in entries]).encode()
-    journal.unlink(missing_ok=True)
-    fsops.write_file(journal, data, 0o600, None)
-    fsops.fsync_dir(journal.parent)
+class _Journal:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, kind: str, phase: str, entries: list[_Entry]) -> None:
+        rows = [
+            {"target": str(e.target), "staging": str(e.staging), "had_old": e.had_old}
+            for e in entries
+        ]
+        data = json.dumps({"kind": kind, "phase": phase, "entries": rows}).encode()
+        temporary = self.path.with_name(f"{self.path.name}.{secrets.token_hex(4)}")
+        fsops.write_file(temporary, data, 0o600, None)
+        temporary.replace(self.path)  # the journal is always whole
+        fsops.fsync_dir(self.path.parent)
+
+    def read(self) -> tuple[str, str, list[_Entry]] | None:
+        if not os.path.lexists(self.path):
+            return None
+        try:
+            state = json.loads(read_regular_file(self.path, 1 << 16, "an install journal"))
+            kind, phase = state["kind"], state["phase"]
+            entries = [
+                _Entry(Path(row["target"]), Path(row["staging"]), bool(row["had_old"]))
+                for row in state["entries"]
+            ]
+            if kind not in (_INSTALL, _ROLLBACK) or phase not in (_SWAPPING, _COMMITTED):
+                raise ValueError(kind)
+        except (CertserverError, ValueError, KeyError, TypeError) as exc:
+            raise InstallFailed(
+                f"{self.path}: damaged install journal ({type(exc).__name__}); look at the "
+                "folders it names and remove it by hand"
+            ) from None
+        return kind, phase, entries
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 def _stage(planned: PlannedDir, chown: bool) -> Path:
@@ -229,27 +342,9 @@ def _stage(planned: PlannedDir, chown: bool) -> Path:
     fsops.make_dir(staging, planned.mode, owner)
     for planned_file in planned.files:
         fsops.write_file(staging / planned_file.name, planned_file.data, planned_file.mode, owner)
-    fsops.write_file(staging / _NEW_MARKER, b"", 0o600, None)
+    fsops.write_file(staging / NEW_MARKER, b"", 0o600, None)
     fsops.fsync_dir(staging)
     return staging
-
-
-def _swap_in(target: Path, staging: Path) -> _Swap:
-    """Exchange ``staging`` with ``target``; a missing target is first an empty folder, so
-    the swap is one atomic step either way and can be undone the same way."""
-    had_old = target.exists()
-    if not had_old:
-        target.mkdir(mode=0o700)
-    fsops.exchange(staging, target)
-    fsops.fsync_dir(target.parent)
-    return _Swap(target, staging, had_old)
-
-
-def _swap_back(swap: _Swap) -> None:
-    with contextlib.suppress(OSError):
-        fsops.exchange(swap.staging, swap.target)
-        if not swap.had_old:
-            swap.target.rmdir()
 
 
 def _clean_stale_staging(target: Path) -> None:
@@ -262,17 +357,23 @@ def _clean_stale_staging(target: Path) -> None:
 
 
 def _same_files(first: Path, second: Path) -> bool:
-    def contents(folder: Path) -> dict[str, bytes]:
-        return {
-            p.name: p.read_bytes()
-            for p in folder.iterdir()
-            if p.name != _NEW_MARKER and p.is_file() and not p.is_symlink()
-        }
+    """True when both folders hold exactly the same regular files (and nothing else)."""
+
+    def contents(folder: Path) -> dict[str, bytes] | None:
+        found = {}
+        for entry in folder.iterdir():
+            if entry.name in MARKERS:
+                continue
+            if entry.is_symlink() or not entry.is_file():
+                return None
+            found[entry.name] = entry.read_bytes()
+        return found
 
     try:
-        return contents(first) == contents(second)
+        old, new = contents(first), contents(second)
     except OSError:
         return False
+    return old is not None and old == new
 
 
 def _matches(planned: PlannedDir, chown: bool) -> bool:

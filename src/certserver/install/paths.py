@@ -11,6 +11,11 @@ from certserver.identity import Component
 SSL_ROOT = Path("/usr/local/osmosix/ssl")
 TOMCAT_SSL_LINK = Path("/usr/local/tomcat/conf/ssl")
 RABBITMQ_CERTS = Path("/etc/rabbitmq/certs")
+#: Written into an incoming set until its install or rollback commits, so recovery can tell
+#: which folders were already swapped. Never part of a set.
+NEW_MARKER = ".certserver-new"
+ROLLBACK_MARKER = ".certserver-rollback"
+MARKERS = frozenset({NEW_MARKER, ROLLBACK_MARKER})
 
 
 def under(prefix: Path | None, path: Path) -> Path:
@@ -42,8 +47,13 @@ class HostPaths:
 
     def problems(self, component: Component) -> list[str]:
         """Paths that would make an install swap out something that is not a set."""
-        folders = [self.folder(member) for member in component.installed_with]
+        folders = [self.folder(member).resolve() for member in component.installed_with]
         found = [f"{folder} is a root folder" for folder in folders if folder.parent == folder]
+        found += [
+            f"{folder} has a hidden name, which certserver keeps for its own folders"
+            for folder in folders
+            if folder.name.startswith(".")
+        ]
         for index, folder in enumerate(folders):
             found += [
                 f"{folder} and {other} overlap"
@@ -51,10 +61,11 @@ class HostPaths:
                 if overlaps(folder, other)
             ]
         if self.tomcat_link is not None:
+            link = self.tomcat_link.parent.resolve() / self.tomcat_link.name
             found += [
                 f"the Tomcat link {self.tomcat_link} overlaps {folder}"
                 for folder in folders
-                if overlaps(self.tomcat_link, folder)
+                if overlaps(link, folder)
             ]
         return found
 

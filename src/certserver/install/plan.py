@@ -16,7 +16,7 @@ from certserver.errors import CertserverError, InstallRefused
 from certserver.files import read_regular_file
 from certserver.identity import Ccid, Component
 from certserver.install.owners import Owner, can_chown, owner_for
-from certserver.install.paths import HostPaths, link_points_to, link_target
+from certserver.install.paths import MARKERS, HostPaths, link_points_to, link_target
 from certserver.mtls import identity_of
 from certserver.package import fingerprint
 from certserver.pem import ParseError, parse
@@ -183,7 +183,7 @@ def _target_problems(
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
         return [f"{folder} is not a real folder; move it away first"]
     problems = []
-    extra = sorted(p.name for p in folder.iterdir() if p.name not in component.file_names)
+    extra = sorted(p.name for p in folder.iterdir() if p.name not in component.file_names | MARKERS)
     if extra and not force:
         problems.append(
             f"{folder} holds more than a certificate set ({', '.join(extra)}); "
