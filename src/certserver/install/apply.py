@@ -1,10 +1,11 @@
 """Carry out an install plan: stage next to each target, swap atomically, keep the old set.
 
-Under an exclusive lock: finish what an interrupted install left (see :func:`recover`);
-stage every folder; write a journal; swap each folder into place
-(``renameat2(RENAME_EXCHANGE)``); set the Tomcat link; keep the replaced sets as
-``.<name>.previous``; drop the journal. A failure at any step undoes the swaps already made;
-a crash is undone by the next run, which finds the journal.
+Under an exclusive lock: deal with what an interrupted run left (see :func:`recover`);
+stage every folder (each with a marker file); journal "swapping"; swap each folder into
+place (``renameat2(RENAME_EXCHANGE)``); set the Tomcat link; journal "committed"; drop the
+markers and keep the replaced sets as ``.<name>.previous``; drop the journal. A failure
+before the commit undoes the swaps already made; a crash is undone (before the commit) or
+finished (after it) by the next run. Rollbacks use the same journal.
 """
 
 from __future__ import annotations
@@ -282,7 +283,8 @@ def recover(paths: HostPaths) -> None:
     for entry in reversed(entries):
         if (entry.target / marker).exists() and entry.staging.is_dir():
             fsops.exchange(entry.staging, entry.target)
-            if kind == _INSTALL and not entry.had_old:
+        if kind == _INSTALL and not entry.had_old and entry.target.is_dir():
+            with contextlib.suppress(OSError):  # the empty stand-in; never a folder with files
                 entry.target.rmdir()
     for entry in entries:
         if kind == _INSTALL:
