@@ -674,7 +674,10 @@ def test_a_crash_between_the_two_esb_swaps_is_undone_by_the_next_run(
     esb_cert = (prefix / SSL / "esb" / "esb.crt").read_bytes()
     assert esb_cert == bravo.cert(Component.ESB).read_bytes()  # a mix, for now...
     doctor = run("doctor", "--component", "esb", "--prefix", str(prefix))
-    assert doctor.exit_code == 1 and "FAIL install: an install was interrupted" in doctor.stdout
+    assert (
+        doctor.exit_code == 1
+        and "FAIL install: an install or rollback was interrupted" in doctor.stdout
+    )
     again = _install(run, alpha.result.package_path, "esb", prefix)  # ...until the next run
     assert again.exit_code == 0 and "already installed" in again.stdout
     assert tree(prefix) == before  # the old sets, whole; no staging, no journal
@@ -693,31 +696,47 @@ def test_owner_for_a_component_without_broker_files_is_reported(
     assert "warning" not in quiet.stderr
 
 
-def _crashing(at: int, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the CLI in a process that dies (exit 9) at its ``at``-th directory exchange."""
+def _crashing(at: int, *args: str, step: str = "exchange") -> subprocess.CompletedProcess[str]:
+    """Run the CLI in a process that dies (exit 9) at its ``at``-th ``step``: before a
+    directory exchange, or just after a rename (the steps that keep ``.previous``)."""
     import sys
 
+    patch = {
+        "exchange": (
+            "from certserver.install import fsops\n"
+            "real = fsops.exchange\n"
+            "def exchange(a, b):\n"
+            "    calls.append(b)\n"
+            f"    if len(calls) == {at}:\n"
+            "        os._exit(9)\n"
+            "    real(a, b)\n"
+            "fsops.exchange = exchange\n"
+        ),
+        "rename": (
+            "import pathlib\n"
+            "real = pathlib.Path.rename\n"
+            "def rename(self, target):\n"
+            "    result = real(self, target)\n"
+            "    calls.append(target)\n"
+            f"    if len(calls) == {at}:\n"
+            "        os._exit(9)\n"
+            "    return result\n"
+            "pathlib.Path.rename = rename\n"
+        ),
+    }[step]
     code = (
-        "import os, sys\n"
-        "from certserver.install import fsops\n"
-        "real, calls = fsops.exchange, []\n"
-        "def exchange(a, b):\n"
-        "    calls.append(b)\n"
-        f"    if len(calls) == {at}:\n"
-        "        os._exit(9)\n"
-        "    real(a, b)\n"
-        "fsops.exchange = exchange\n"
-        "from certserver.cli import cli\n"
-        "cli.main(sys.argv[1:], prog_name='certserver')\n"
+        "import os, sys\ncalls = []\n"
+        + patch
+        + "from certserver.cli import cli\ncli.main(sys.argv[1:], prog_name='certserver')\n"
     )
     return run_process(sys.executable, "-c", code, *args)
 
 
-@pytest.mark.parametrize("at", [1, 2, 3, 4])
+@pytest.mark.parametrize("at", [1, 2])
 def test_a_crash_at_any_exchange_leaves_old_or_new_sets_whole(
     run: Cli, alpha: Extracted, bravo: Extracted, prefix: Path, at: int
 ) -> None:
-    """Exchanges 1-2 swap esb and the broker; 3-4 keep the replaced sets as .previous."""
+    """Exchanges 1-2 swap esb and the broker (before the commit)."""
     assert _install(run, bravo.result.package_path, "esb", prefix).exit_code == 0
     assert _install(run, alpha.result.package_path, "esb", prefix, "--force").exit_code == 0
     crashed = _crashing(
@@ -787,3 +806,78 @@ def test_force_over_a_folder_with_subfolders_keeps_it_as_previous(
     (notes / "keep.txt").write_text("x")
     assert _install(run, alpha.result.package_path, "ccm", prefix, "--force").exit_code == 0
     assert (prefix / SSL / ".ccm.previous" / "notes" / "keep.txt").read_text() == "x"
+
+
+@pytest.mark.parametrize("at", [1, 2, 3, 4])
+def test_a_crash_while_keeping_the_previous_set_is_finished_right(
+    run: Cli, alpha: Extracted, bravo: Extracted, prefix: Path, tmp_path: Path, at: int
+) -> None:
+    """Three deployments: after the commit, .previous must become the set just replaced."""
+    from .conftest import make_extracted
+
+    charlie = make_extracted(tmp_path, "charlie")
+    assert _install(run, alpha.result.package_path, "esb", prefix).exit_code == 0
+    assert _install(run, bravo.result.package_path, "esb", prefix, "--force").exit_code == 0
+    crashed = _crashing(
+        at,
+        "install",
+        str(charlie.result.package_path),
+        "--component",
+        "esb",
+        "--prefix",
+        str(prefix),
+        "--force",
+        step="rename",
+    )
+    assert crashed.returncode == 9
+    back = run("install", "--rollback", "--component", "esb", "--prefix", str(prefix))
+    assert back.exit_code == 0, back.stderr
+    assert (prefix / SSL / "esb" / "esb.crt").read_bytes() == bravo.cert(Component.ESB).read_bytes()
+    assert (prefix / BROKER / "server_certificate.pem").read_bytes() == bravo.cert(
+        Component.ESB_BROKER
+    ).read_bytes()
+    assert run("doctor", "--component", "esb", "--prefix", str(prefix)).exit_code == 0
+
+
+def test_a_crash_after_moving_a_real_folder_aside_puts_it_back(
+    run: Cli, alpha: Extracted, bravo: Extracted, prefix: Path
+) -> None:
+    import sys
+
+    assert (
+        _install(run, alpha.result.package_path, "ccm", prefix, "--no-tomcat-link").exit_code == 0
+    )
+    real = prefix / LINK
+    real.mkdir(parents=True)
+    (real / "keystore.p12").write_text("customer's")
+    code = (
+        "import os, sys, pathlib\n"
+        "real = pathlib.Path.rename\n"
+        "def rename(self, target):\n"
+        "    result = real(self, target)\n"
+        "    if '.moved-' in str(target):\n"
+        "        os._exit(9)\n"
+        "    return result\n"
+        "pathlib.Path.rename = rename\n"
+        "from certserver.cli import cli\n"
+        "cli.main(sys.argv[1:], prog_name='certserver')\n"
+    )
+    crashed = run_process(
+        sys.executable,
+        "-c",
+        code,
+        "install",
+        str(bravo.result.package_path),
+        "--component",
+        "ccm",
+        "--prefix",
+        str(prefix),
+        "--force",
+    )
+    assert crashed.returncode == 9
+    again = _install(run, alpha.result.package_path, "ccm", prefix, "--no-tomcat-link")
+    assert again.exit_code == 0, again.stderr
+    assert (real / "keystore.p12").read_text() == "customer's" and not real.is_symlink()
+    assert (prefix / SSL / "ccm" / "mgmtserver.crt").read_bytes() == alpha.cert(
+        Component.CCM
+    ).read_bytes()

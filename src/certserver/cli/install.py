@@ -143,7 +143,7 @@ def install_command(
 
         first: InstallPlan | None = None
         if interrupted(paths):
-            _warn(("an interrupted install is undone first",))
+            _warn(("an interrupted install or rollback is finished or undone first",))
         else:  # a refusal comes before anything is written, even the lock
             first = plan()
             _warn(first.warnings)

@@ -11,6 +11,7 @@ finished (after it) by the next run. Rollbacks use the same journal.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -65,6 +66,8 @@ def locked(paths: HostPaths) -> Iterator[None]:
         fcntl.flock(fd, fcntl.LOCK_EX)
         _held.add(lock)
         recover(paths)
+        for stale in paths.ssl_root.glob(f"{_JOURNAL}.*"):  # a journal write cut short
+            stale.unlink(missing_ok=True)
         yield
     finally:
         _held.discard(lock)
@@ -83,17 +86,23 @@ def apply(plan: InstallPlan, *, before_swap: Callable[[], None] | None = None) -
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    """One folder of a swap: ``staging`` holds the set to bring in (afterwards, the old one)."""
+    """One folder of a swap: ``staging`` holds the set to bring in (afterwards, the old one).
+
+    ``keep`` is decided before the commit: whether the old set becomes ``.previous`` (not
+    when it was the same files: a repair), so finishing twice does the same thing.
+    """
 
     target: Path
     staging: Path
     had_old: bool
+    keep: bool = False
 
 
 def _apply(plan: InstallPlan, before_swap: Callable[[], None] | None) -> Outcome:
     journal = _Journal(plan.paths.ssl_root / _JOURNAL)
     entries: list[_Entry] = []
     swapped: list[_Entry] = []
+    asides: list[tuple[Path, Path]] = []
     messages: list[str] = []
     try:
         for planned in plan.dirs:
@@ -109,14 +118,27 @@ def _apply(plan: InstallPlan, before_swap: Callable[[], None] | None) -> Outcome
             fsops.fsync_dir(entry.target.parent)
             swapped.append(entry)
         if plan.link is not None:
-            messages += _place_link(plan.link, force=plan.force)
+
+            def moving_aside(moved: Path) -> None:  # journaled first, so a crash puts it back
+                assert plan.link is not None
+                asides.append((plan.link.path, moved))
+                journal.write(_INSTALL, _SWAPPING, entries, aside=asides[0])
+
+            messages += _place_link(plan.link, force=plan.force, moving_aside=moving_aside)
+        entries = [
+            dataclasses.replace(e, keep=e.had_old and not _same_files(e.staging, e.target))
+            for e in entries
+        ]
         journal.write(_INSTALL, _COMMITTED, entries)
     except BaseException as exc:
-        if not _undo_install(swapped):
+        if not _undo_install(swapped, entries):
             raise InstallFailed(
                 "the install failed and could not be undone at once; the next install or "
                 "--rollback restores the old sets"
             ) from None
+        for aside in asides:
+            with contextlib.suppress(OSError):
+                _restore_aside(*aside)
         for entry in entries:
             fsops.remove_tree(entry.staging)
         journal.remove()
@@ -131,24 +153,44 @@ def _apply(plan: InstallPlan, before_swap: Callable[[], None] | None) -> Outcome
     return Outcome(True, tuple(messages))
 
 
-def _undo_install(swapped: list[_Entry]) -> bool:
+def _undo_install(swapped: list[_Entry], entries: list[_Entry]) -> bool:
     """Swap the old sets back; False when one could not be (the journal then stays)."""
     for entry in reversed(swapped):
         try:
             fsops.exchange(entry.staging, entry.target)
-            if not entry.had_old:
-                entry.target.rmdir()
         except OSError:
             return False
+    for entry in entries:
+        _remove_stand_in(entry)
     return True
 
 
+def _restore_aside(link: Path, moved: Path) -> None:
+    """Put back the folder an undone install had moved away from the Tomcat link."""
+    if not os.path.lexists(moved):
+        return
+    if link.is_symlink():
+        link.unlink()
+    if not os.path.lexists(link):
+        moved.rename(link)
+
+
+def _remove_stand_in(entry: _Entry) -> None:
+    """The empty folder put where there was no set, so that one exchange did the swap."""
+    if not entry.had_old and entry.target.is_dir() and not entry.target.is_symlink():
+        with contextlib.suppress(OSError):  # rmdir: never a folder with files in it
+            entry.target.rmdir()
+
+
 def _finish_install(entries: list[_Entry]) -> list[str]:
-    """After the commit: drop the markers, keep each replaced set as ``.previous``."""
+    """After the commit: drop the markers, keep each replaced set as ``.previous``.
+
+    Every step looks before it acts, so a crash here is finished by running it again.
+    """
     messages = []
     for entry in entries:
         (entry.target / NEW_MARKER).unlink(missing_ok=True)
-        if entry.had_old and entry.staging.is_dir():
+        if entry.keep:
             messages += _keep_previous(entry)
         else:
             fsops.remove_tree(entry.staging)
@@ -156,23 +198,19 @@ def _finish_install(entries: list[_Entry]) -> list[str]:
 
 
 def _keep_previous(entry: _Entry) -> list[str]:
-    """Keep the replaced set as ``.previous`` (unless it was the same files: a repair)."""
+    """``.previous`` := the replaced set (in ``staging``); the one before it is discarded."""
     previous = HostPaths.previous(entry.target)
+    discard = entry.target.with_name(f".{entry.target.name}.discard")
     try:
-        if _same_files(entry.staging, entry.target):
-            fsops.remove_tree(entry.staging)
-            return []
-        if previous.is_dir() and not previous.is_symlink():
-            fsops.exchange(entry.staging, previous)  # previous = the set just replaced
-        else:
-            fsops.remove_tree(previous)
+        if entry.staging.is_dir():
+            if os.path.lexists(previous):
+                fsops.remove_tree(discard)
+                previous.rename(discard)
             entry.staging.rename(previous)
     except OSError as exc:
         return [f"warning: could not keep the replaced set as {previous}: {exc.strerror}"]
-    fsops.remove_tree(entry.staging)  # the set before that, if any
-    if entry.staging.exists():
-        return [f"warning: could not remove {entry.staging}"]
-    return []
+    fsops.remove_tree(discard)
+    return [f"warning: could not remove {discard}"] if os.path.lexists(discard) else []
 
 
 def check_rollback(component: Component, paths: HostPaths, *, now: datetime) -> None:
@@ -204,6 +242,8 @@ def rollback(
     if dry_run:
         return Outcome(False, tuple(f"would roll back {folder}" for folder in folders))
     with locked(paths):
+        for folder in folders:
+            _clean_stale_staging(folder)
         check_rollback(component, paths, now=now)
         journal = _Journal(paths.ssl_root / _JOURNAL)
         entries = [_Entry(folder, HostPaths.previous(folder), True) for folder in folders]
@@ -271,7 +311,7 @@ def recover(paths: HostPaths) -> None:
     state = journal.read()
     if state is None:
         return
-    kind, phase, entries = state
+    kind, phase, entries = state.kind, state.phase, state.entries
     marker = NEW_MARKER if kind == _INSTALL else ROLLBACK_MARKER
     if phase == _COMMITTED:
         if kind == _INSTALL:
@@ -283,9 +323,10 @@ def recover(paths: HostPaths) -> None:
     for entry in reversed(entries):
         if (entry.target / marker).exists() and entry.staging.is_dir():
             fsops.exchange(entry.staging, entry.target)
-        if kind == _INSTALL and not entry.had_old and entry.target.is_dir():
-            with contextlib.suppress(OSError):  # the empty stand-in; never a folder with files
-                entry.target.rmdir()
+        if kind == _INSTALL:
+            _remove_stand_in(entry)
+    if state.aside is not None:
+        _restore_aside(*state.aside)
     for entry in entries:
         if kind == _INSTALL:
             fsops.remove_tree(entry.staging)
@@ -298,31 +339,59 @@ _INSTALL, _ROLLBACK = "install", "rollback"
 _SWAPPING, _COMMITTED = "swapping", "committed"
 
 
+@dataclass(frozen=True, slots=True)
+class _State:
+    kind: str
+    phase: str
+    entries: list[_Entry]
+    aside: tuple[Path, Path] | None  # (the Tomcat link's path, where its folder was moved)
+
+
 class _Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def write(self, kind: str, phase: str, entries: list[_Entry]) -> None:
+    def write(
+        self,
+        kind: str,
+        phase: str,
+        entries: list[_Entry],
+        aside: tuple[Path, Path] | None = None,
+    ) -> None:
         rows = [
-            {"target": str(e.target), "staging": str(e.staging), "had_old": e.had_old}
+            {
+                "target": str(e.target),
+                "staging": str(e.staging),
+                "had_old": e.had_old,
+                "keep": e.keep,
+            }
             for e in entries
         ]
-        data = json.dumps({"kind": kind, "phase": phase, "entries": rows}).encode()
+        state: dict[str, object] = {"kind": kind, "phase": phase, "entries": rows}
+        if aside is not None:
+            state["aside"] = [str(aside[0]), str(aside[1])]
+        data = json.dumps(state).encode()
         temporary = self.path.with_name(f"{self.path.name}.{secrets.token_hex(4)}")
         fsops.write_file(temporary, data, 0o600, None)
         temporary.replace(self.path)  # the journal is always whole
         fsops.fsync_dir(self.path.parent)
 
-    def read(self) -> tuple[str, str, list[_Entry]] | None:
+    def read(self) -> _State | None:
         if not os.path.lexists(self.path):
             return None
         try:
             state = json.loads(read_regular_file(self.path, 1 << 16, "an install journal"))
             kind, phase = state["kind"], state["phase"]
             entries = [
-                _Entry(Path(row["target"]), Path(row["staging"]), bool(row["had_old"]))
+                _Entry(
+                    Path(row["target"]),
+                    Path(row["staging"]),
+                    bool(row["had_old"]),
+                    bool(row.get("keep", False)),
+                )
                 for row in state["entries"]
             ]
+            aside = (Path(state["aside"][0]), Path(state["aside"][1])) if "aside" in state else None
             if kind not in (_INSTALL, _ROLLBACK) or phase not in (_SWAPPING, _COMMITTED):
                 raise ValueError(kind)
         except (CertserverError, ValueError, KeyError, TypeError) as exc:
@@ -330,7 +399,7 @@ class _Journal:
                 f"{self.path}: damaged install journal ({type(exc).__name__}); look at the "
                 "folders it names and remove it by hand"
             ) from None
-        return kind, phase, entries
+        return _State(kind, phase, entries, aside)
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -411,7 +480,9 @@ def _link_ok(link: PlannedLink | None) -> bool:
     return link is None or link_points_to(link.path, link.folder)
 
 
-def _place_link(link: PlannedLink, *, force: bool) -> list[str]:
+def _place_link(
+    link: PlannedLink, *, force: bool, moving_aside: Callable[[Path], None]
+) -> list[str]:
     """Point the Tomcat link at the component folder; a real folder there needs ``force``."""
     if _link_ok(link):
         return []
@@ -421,6 +492,7 @@ def _place_link(link: PlannedLink, *, force: bool) -> list[str]:
         if not force:
             raise FileProblem(link.path, "is a real folder, not a link (--force moves it aside)")
         aside = link.path.with_name(f"{link.path.name}.moved-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+        moving_aside(aside)
         link.path.rename(aside)
         messages.append(f"moved {link.path} aside to {aside}")
     temporary = link.path.with_name(f".{link.path.name}.{secrets.token_hex(6)}")
@@ -432,9 +504,6 @@ def _place_link(link: PlannedLink, *, force: bool) -> list[str]:
             raise OSError(0, "the link does not reach the component folder", str(link.path))
     except OSError:
         temporary.unlink(missing_ok=True)
-        if aside is not None:
-            link.path.unlink(missing_ok=True)
-            aside.rename(link.path)
         raise
     messages.append(f"linked {link.path} -> {link.target}")
     return messages

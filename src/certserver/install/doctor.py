@@ -34,7 +34,8 @@ def diagnose(
             Finding(
                 Status.FAIL,
                 "install",
-                "an install was interrupted; the next install or --rollback restores the old sets",
+                "an install or rollback was interrupted; the next install or --rollback "
+                "finishes or undoes it",
             )
         )
     ccid: Ccid | None = None
