@@ -245,3 +245,44 @@ def test_a_zip_inside_a_package_is_not_opened(run: Cli, alpha: Extracted, tmp_pa
     )
     report = _json(run, path)[0]["contents"][0]  # type: ignore[index]
     assert report["members"][0]["contents"] == [{"kind": "nested-zip"}]
+
+
+def test_a_pkcs12_file_is_read_with_its_passphrase_file(
+    run: Cli, alpha: Extracted, tmp_path: Path
+) -> None:
+    from .conftest import need_tool, run_process
+
+    openssl = need_tool("openssl")
+    secret = tmp_path / "pass.txt"
+    secret.write_text("s3cret passphrase\n")
+    bundle = tmp_path / "ccm.p12"
+    done = run_process(
+        openssl,
+        "pkcs12",
+        "-export",
+        "-in",
+        str(alpha.cert(Component.CCM)),
+        "-inkey",
+        str(alpha.key(Component.CCM)),
+        "-certfile",
+        str(alpha.ca(Component.CCM)),
+        "-passout",
+        f"file:{secret}",
+        "-out",
+        str(bundle),
+    )
+    assert done.returncode == 0, done.stderr
+    result = run("inspect", "--json", "--p12-passphrase-file", str(secret), str(bundle))
+    assert result.exit_code == 0, result.stderr
+    kinds = [r["kind"] for r in json.loads(result.stdout)[0]["contents"]]
+    assert kinds == ["certificate", "certificate", "private-key"]
+    assert "s3cret" not in result.stdout
+    # the twins: no passphrase, and a wrong one
+    bare = run("inspect", str(bundle))
+    assert bare.exit_code == 1
+    assert bare.stderr == f"certserver: error: {bundle}: a PKCS#12 file that needs its passphrase\n"
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text("nope\n")
+    refused = run("inspect", "--p12-passphrase-file", str(wrong), str(bundle))
+    assert refused.exit_code == 1 and "wrong passphrase" in refused.stderr
+    assert "nope" not in refused.stderr

@@ -144,3 +144,12 @@ def check_writable_dir(path: Path) -> None:
         raise FileProblem(path, "output path is not a directory")
     if not os.access(path, os.W_OK | os.X_OK):
         raise FileProblem(path, "output directory is not writable")
+
+
+def read_passphrase(path: Path) -> bytes:
+    """The first line of a passphrase file (its newline dropped); refuses an empty one."""
+    data = read_regular_file(path, 4096, "a passphrase file")
+    passphrase = data.splitlines()[0] if data else b""
+    if not passphrase:
+        raise FileProblem(path, "passphrase file is empty")
+    return passphrase

@@ -43,12 +43,14 @@ _KEY_USAGES = {
 _AGREEMENT_ONLY = {"encipher_only": "encipherOnly", "decipher_only": "decipherOnly"}
 
 
-def inspect_bytes(data: bytes, source: str, now: dt.datetime) -> list[Report]:
+def inspect_bytes(
+    data: bytes, source: str, now: dt.datetime, *, passphrase: bytes | None = None
+) -> list[Report]:
     """Describe everything in ``data``; raises FileProblem naming ``source`` when unreadable."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. cryptography on a zero serial: not for stderr
         try:
-            return _inspect(data, source, now, in_package=False)
+            return _inspect(data, source, now, in_package=False, passphrase=passphrase)
         except CertserverError:
             raise
         except UnsupportedAlgorithm:
@@ -59,13 +61,20 @@ def inspect_bytes(data: bytes, source: str, now: dt.datetime) -> list[Report]:
             raise FileProblem(source, "is damaged (a field does not parse)") from None
 
 
-def _inspect(data: bytes, source: str, now: dt.datetime, *, in_package: bool) -> list[Report]:
+def _inspect(
+    data: bytes,
+    source: str,
+    now: dt.datetime,
+    *,
+    in_package: bool,
+    passphrase: bytes | None = None,
+) -> list[Report]:
     if data.startswith(b"PK\x03\x04"):
         if in_package:
             return [{"kind": "nested-zip"}]  # a package never holds one; not opened
         return [_package(data, source, now)]
     try:
-        parsed = parse(data)
+        parsed = parse(data, passphrase=passphrase)
     except ParseError as exc:
         raise FileProblem(source, str(exc)) from None
     reports: list[Report] = [certificate(cert, now) for cert in parsed.certificates]

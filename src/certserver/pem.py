@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import pkcs7
+from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 
 from certserver.keys import PrivateKey
 
@@ -50,14 +50,46 @@ class Parsed:
         )
 
 
-def parse(data: bytes) -> Parsed:
-    """Read every certificate, CSR and key in ``data`` (PEM with any number of blocks, or DER).
+def parse(data: bytes, *, passphrase: bytes | None = None) -> Parsed:
+    """Read every certificate, CSR and key in ``data``: PEM with any number of blocks, DER,
+    PKCS#7, or PKCS#12 (with ``passphrase``; the key, its certificate, then the others).
 
     Raises :class:`ParseError` when nothing usable is found or a block is damaged.
     """
     if b"-----BEGIN " in data:
         return _parse_pem(data)
+    if _looks_like_pkcs12(data):
+        return _parse_pkcs12(data, passphrase)
     return _parse_der(data)
+
+
+#: PFX ::= SEQUENCE { version INTEGER (3), authSafe ContentInfo (pkcs7-data), ... }
+_PKCS12_VERSION = b"\x02\x01\x03"
+_PKCS7_DATA_OID = b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x01"
+
+
+def _looks_like_pkcs12(data: bytes) -> bool:
+    return data[:1] == b"\x30" and _PKCS12_VERSION in data[:8] and _PKCS7_DATA_OID in data[:32]
+
+
+def _parse_pkcs12(data: bytes, passphrase: bytes | None) -> Parsed:
+    try:
+        bundle = pkcs12.load_pkcs12(data, passphrase)
+    except ValueError:
+        if passphrase is None:
+            raise ParseError("a PKCS#12 file that needs its passphrase") from None
+        raise ParseError("PKCS#12: wrong passphrase, or a damaged file") from None
+    except UnsupportedAlgorithm:
+        raise ParseError("PKCS#12 uses an unsupported algorithm") from None
+    found = Parsed(encoding="PKCS#12")
+    if bundle.key is not None:
+        found.private_keys.append(_private_key(bundle.key))
+    if bundle.cert is not None:
+        found.certificates.append(bundle.cert.certificate)
+    found.certificates.extend(item.certificate for item in bundle.additional_certs)
+    if found.empty:
+        raise ParseError("PKCS#12 file holds nothing")
+    return found
 
 
 def _parse_pem(data: bytes) -> Parsed:

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from certserver.cli import output
-from certserver.files import read_regular_file
+from certserver.files import read_passphrase, read_regular_file
 from certserver.inspection import Report, inspect_bytes
 from certserver.service import utc_now
 
@@ -18,16 +18,25 @@ _MAX_INPUT = 16 << 20
 @click.command("inspect")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--p12-passphrase-file",
+    type=click.Path(path_type=Path),
+    help="File whose first line is the passphrase of PKCS#12 inputs (never on the command line).",
+)
 @click.pass_context
-def inspect_command(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> None:
+def inspect_command(
+    ctx: click.Context, files: tuple[Path, ...], as_json: bool, p12_passphrase_file: Path | None
+) -> None:
     """Describe certificates, keys, CSRs and packages (PEM or DER).
 
     Exits 1 when a package does not match its manifest.
     """
     now = utc_now()
+    passphrase = read_passphrase(p12_passphrase_file) if p12_passphrase_file else None
     results: list[dict[str, Any]] = []
     for path in files:
-        results.append({"file": str(path), "contents": inspect_bytes(_read(path), str(path), now)})
+        contents = inspect_bytes(_read(path), str(path), now, passphrase=passphrase)
+        results.append({"file": str(path), "contents": contents})
     if as_json:
         output.emit_json(results)
     else:
