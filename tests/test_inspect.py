@@ -286,3 +286,39 @@ def test_a_pkcs12_file_is_read_with_its_passphrase_file(
     refused = run("inspect", "--p12-passphrase-file", str(wrong), str(bundle))
     assert refused.exit_code == 1 and "wrong passphrase" in refused.stderr
     assert "nope" not in refused.stderr
+
+
+def test_the_reader_takes_the_forms_people_hand_over(
+    run: Cli, alpha: Extracted, tmp_path: Path
+) -> None:
+    """CRLF line ends, a BOM, text around the armour, PKCS#1 and SEC1 keys."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    cert_pem = alpha.cert(Component.CCM).read_bytes()
+    ec_key = serialization.load_pem_private_key(alpha.key(Component.CCM).read_bytes(), None)
+    forms = {
+        "crlf.pem": cert_pem.replace(b"\n", b"\r\n"),
+        "bom.pem": b"\xef\xbb\xbf" + cert_pem,
+        "chatty.pem": b"Subject: ccm\nIssued by our CA\n" + cert_pem + b"\n-- end --\n",
+        "sec1.key": ec_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        ),
+        "pkcs1.key": rsa.generate_private_key(65537, 2048).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        ),
+    }
+    for name, data in forms.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        result = run("inspect", "--json", str(path))
+        assert result.exit_code == 0, (name, result.stderr)
+        kinds = [r["kind"] for r in json.loads(result.stdout)[0]["contents"]]
+        assert kinds == (["private-key"] if name.endswith(".key") else ["certificate"]), name
+    empty = tmp_path / "empty.pem"
+    empty.write_bytes(b"")
+    refused = run("inspect", str(empty))
+    assert refused.exit_code == 1 and refused.stderr.startswith(f"certserver: error: {empty}: ")
