@@ -321,4 +321,4 @@ def test_the_reader_takes_the_forms_people_hand_over(
     empty = tmp_path / "empty.pem"
     empty.write_bytes(b"")
     refused = run("inspect", str(empty))
-    assert refused.exit_code == 1 and refused.stderr.startswith(f"certserver: error: {empty}: ")
+    assert refused.exit_code == 1 and refused.stderr == f"certserver: error: {empty}: is empty\n"

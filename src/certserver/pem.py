@@ -56,6 +56,8 @@ def parse(data: bytes, *, passphrase: bytes | None = None) -> Parsed:
 
     Raises :class:`ParseError` when nothing usable is found or a block is damaged.
     """
+    if not data.strip():
+        raise ParseError("is empty")
     if b"-----BEGIN " in data:
         return _parse_pem(data)
     if _looks_like_pkcs12(data):
