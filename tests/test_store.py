@@ -175,3 +175,26 @@ def test_a_sealed_key_moved_to_another_row_does_not_open(
     with CertServer(settings) as service, pytest.raises(MasterKeyError, match="cannot open"):
         service.export_package(DeploymentName("bound"), again, force=False)
     assert list(again.iterdir()) == []
+
+
+def test_a_store_of_an_older_schema_is_migrated_on_open(settings: Settings, tmp_path: Path) -> None:
+    from alembic import command
+
+    from certserver.store import Store
+
+    url = settings.database_url
+    if url.startswith("sqlite"):
+        settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    engine = _engine(settings)
+    with engine.begin() as connection:
+        command.upgrade(migrate.alembic_config(connection), "0001")
+        assert migrate.current_revision(connection) == "0001"
+    engine.dispose()
+    store = Store.open(url, create=False)
+    store.close()
+    engine = _engine(settings)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection)
+        assert context.get_current_revision() == migrate.SCHEMA_HEAD == "0002"
+        assert compare_metadata(context, metadata) == []
+    engine.dispose()

@@ -117,3 +117,13 @@ class InstallFailed(CertserverError):
     """A step of an install failed; what was installed before is in place."""
 
     code = "install-failed"
+
+
+class PolicyRefused(CertserverError):
+    """A CSR asks for something the signing policy does not allow. Lists every reason."""
+
+    code = "policy-refused"
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__(f"{source}: refused: " + "; ".join(problems))
+        self.problems = problems

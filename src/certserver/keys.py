@@ -113,3 +113,16 @@ def pem_from_pkcs8_der(der: bytes) -> bytes:
     """PKCS#8 PEM from PKCS#8 DER without parsing the key (the same bytes every time)."""
     body = "\n".join(textwrap.wrap(base64.b64encode(der).decode("ascii"), 64))
     return f"-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n".encode("ascii")
+
+
+def from_pkcs8_der(der: bytes) -> PrivateKey:
+    key = serialization.load_der_private_key(der, password=None)
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise InvalidInput(f"unsupported private key type {describe(key)}")
+    return key
+
+
+def profile_spec(public_key: object) -> KeySpec:
+    """The KeySpec whose certificate profile fits ``public_key`` (RSA keys get
+    keyEncipherment); for keys made elsewhere, whose exact size may not be one of ours."""
+    return KeySpec.RSA_2048 if isinstance(public_key, rsa.RSAPublicKey) else KeySpec.EC_P256

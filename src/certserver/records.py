@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from certserver.authority import CertificateAuthority
 from certserver.errors import StoreCorrupt
 from certserver.hosts import Host
 from certserver.identity import Ccid, Component, DeploymentName
 from certserver.inspection import name_text
-from certserver.keys import KeySpec
+from certserver.keys import KeySpec, from_pkcs8_der
 from certserver.masterkey import MasterKey
 from certserver.package import ComponentMaterial, DeploymentMaterial, fingerprint, serial_hex
 from certserver.store import AuthorityRecord, CertificateRecord, DeploymentRecord
@@ -153,3 +154,16 @@ def to_view(record: DeploymentRecord) -> DeploymentView:
 
 def der(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(Encoding.DER)
+
+
+def authority_of(record: DeploymentRecord, key: MasterKey, location: str) -> CertificateAuthority:
+    """The deployment's CA with its private key unsealed (only for signing, in memory)."""
+    try:
+        cert = x509.load_der_x509_certificate(record.authority.cert_der)
+    except ValueError:
+        raise StoreCorrupt(
+            f"{location}: store is corrupt (deployment {record.name}: its CA does not parse)"
+        ) from None
+    context = seal_context("ca", record.ccid, fingerprint(cert))
+    ca_key = from_pkcs8_der(key.unseal(record.authority.key_sealed, context))
+    return CertificateAuthority(ca_key, cert)

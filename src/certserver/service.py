@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
 from certserver import package
 from certserver.authority import CertificateAuthority
 from certserver.config import Settings
@@ -16,23 +19,27 @@ from certserver.errors import (
     DeploymentExists,
     FileProblem,
     InvalidInput,
+    PolicyRefused,
     TargetExists,
 )
 from certserver.files import StagedFile, check_writable_dir
 from certserver.hosts import Host
 from certserver.identity import Ccid, Component, DeploymentName, Identity
-from certserver.keys import KeySpec, to_pkcs8_der
+from certserver.keys import KeySpec, profile_spec, to_pkcs8_der
 from certserver.masterkey import MasterKey
 from certserver.opening import master_key_for, never_created, open_store
-from certserver.package import ComponentMaterial, DeploymentMaterial
+from certserver.package import ComponentMaterial, DeploymentMaterial, fingerprint, serial_hex
+from certserver.pem import ParseError, parse
+from certserver.policy import csr_violations
 from certserver.profiles import (
     CA_VALIDITY_DAYS,
     COMPONENT_VALIDITY_DAYS,
     DEFAULT_ORGANIZATION,
     Organization,
 )
-from certserver.records import DeploymentView, to_material, to_record, to_view
+from certserver.records import DeploymentView, authority_of, to_material, to_record, to_view
 from certserver.store import (
+    CertificateRecord,
     DeploymentSummary,
     Store,
 )
@@ -135,6 +142,55 @@ class CertServer:
     def show_deployment(self, name: DeploymentName) -> DeploymentView:
         """One deployment's certificates (public data: needs no master key)."""
         return to_view(self._open_store(create=False).get_deployment(name))
+
+    def sign_csr(
+        self, name: DeploymentName, component: Component, csr_data: bytes, source: str
+    ) -> x509.Certificate:
+        """Sign a component's CSR made on its host (the key never travels), under policy.
+
+        The CA sets the identity (subject, URI SAN); requested names must be among the
+        component's recorded hosts. The certificate is recorded in the store.
+        """
+        try:
+            requests = parse(csr_data).csrs
+        except ParseError as exc:
+            raise FileProblem(source, str(exc)) from None
+        if len(requests) != 1:
+            raise FileProblem(source, f"holds {len(requests)} CSRs, expected one")
+        csr = requests[0]
+        store, key = self._open(create=False)
+        record = store.get_deployment(name)
+        allowed = next((c.hosts for c in record.certificates if c.component is component), ())
+        problems, hosts = csr_violations(csr, component, allowed)
+        if problems:
+            raise PolicyRefused(source, problems)
+        ca = authority_of(record, key, store.location)
+        now = self.clock().astimezone(dt.UTC).replace(microsecond=0)
+        days_left = (ca.certificate.not_valid_after_utc - now).days
+        public_key = csr.public_key()
+        cert = ca.issue(
+            Identity(record.ccid, component),
+            public_key,  # type: ignore[arg-type]  # EC or RSA: checked by the policy
+            profile_spec(public_key),
+            Organization(record.organization),
+            hosts,
+            now,
+            min(COMPONENT_VALIDITY_DAYS, days_left),
+        )
+        store.add_issued(
+            name,
+            CertificateRecord(
+                component=component,
+                cert_der=cert.public_bytes(Encoding.DER),
+                key_sealed=b"",  # the key stays on the component's host
+                serial=serial_hex(cert),
+                fingerprint=fingerprint(cert),
+                hosts=tuple(hosts),
+                not_before=cert.not_valid_before_utc,
+                not_after=cert.not_valid_after_utc,
+            ),
+        )
+        return cert
 
     def package_bytes(self, name: DeploymentName) -> tuple[str, bytes]:
         """The package's file name and bytes, made again from the store."""

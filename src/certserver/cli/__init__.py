@@ -14,6 +14,7 @@ from certserver.cli.inspect import inspect_command
 from certserver.cli.install import doctor_command, install_command
 from certserver.cli.master_key import master_key
 from certserver.cli.output import printable
+from certserver.cli.sign import sign_csr_command
 from certserver.errors import CertserverError
 
 #: Exit code of a domain error (bad input, store or key problem). Usage errors exit 2.
@@ -66,6 +67,7 @@ cli.add_command(inspect_command)
 cli.add_command(master_key)
 cli.add_command(install_command)
 cli.add_command(doctor_command)
+cli.add_command(sign_csr_command)
 
 
 def _terminate(signum: int, _frame: object) -> None:

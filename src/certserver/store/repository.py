@@ -41,7 +41,8 @@ from certserver.store.tables import authorities, certificates, deployments, stor
 class Status(enum.StrEnum):
     """Where a certificate (or an authority) stands; stored as its value."""
 
-    ACTIVE = "active"
+    ACTIVE = "active"  # in the deployment's package
+    ISSUED = "issued"  # signed for a key held elsewhere (sign-csr); not in the package
 
 
 ACTIVE = Status.ACTIVE
@@ -252,6 +253,35 @@ class Store:
         except (ValueError, KeyError, TypeError, CertserverError, NoResultFound) as exc:
             reason = exc.message if isinstance(exc, CertserverError) else type(exc).__name__
             raise StoreCorrupt(f"{self.location}: store is corrupt ({what}: {reason})") from None
+
+    def add_issued(self, name: DeploymentName, record: CertificateRecord) -> None:
+        """Record a certificate the deployment's CA signed for a key it never saw."""
+        with self.transaction() as connection:
+            row = connection.execute(
+                sa.select(deployments.c.id).where(deployments.c.name == name.value)
+            ).one_or_none()
+            if row is None:
+                raise DeploymentNotFound(f"no deployment named {name}")
+            authority_id = connection.scalar(
+                sa.select(authorities.c.id).where(
+                    authorities.c.deployment_id == row.id, authorities.c.status == ACTIVE
+                )
+            )
+            connection.execute(
+                sa.insert(certificates).values(
+                    deployment_id=row.id,
+                    authority_id=authority_id,
+                    component=record.component.folder,
+                    serial=record.serial,
+                    fingerprint=record.fingerprint,
+                    hosts=json.dumps([host.text for host in record.hosts]),
+                    cert_der=record.cert_der,
+                    key_sealed=None,
+                    not_before=record.not_before,
+                    not_after=record.not_after,
+                    status=Status.ISSUED,
+                )
+            )
 
     def get_deployment(self, name: DeploymentName) -> DeploymentRecord:
         with self._decoding(f"deployment {name}"):

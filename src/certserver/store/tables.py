@@ -98,7 +98,7 @@ certificates = Table(
     Column("fingerprint", String(64), nullable=False, unique=True),
     Column("hosts", Text, nullable=False),
     Column("cert_der", LargeBinary, nullable=False),
-    Column("key_sealed", LargeBinary, nullable=False),
+    Column("key_sealed", LargeBinary, nullable=True),  # None: the key is on the component's host
     Column("not_before", UtcDateTime, nullable=False),
     Column("not_after", UtcDateTime, nullable=False),
     Column("status", String(16), nullable=False),
