@@ -322,3 +322,43 @@ def test_the_reader_takes_the_forms_people_hand_over(
     empty.write_bytes(b"")
     refused = run("inspect", str(empty))
     assert refused.exit_code == 1 and refused.stderr == f"certserver: error: {empty}: is empty\n"
+
+
+def test_encrypted_keys_open_with_a_passphrase_file_and_duplicates_are_kept_once(
+    run: Cli, alpha: Extracted, tmp_path: Path
+) -> None:
+    from .conftest import need_tool, run_process
+
+    openssl = need_tool("openssl")
+    secret = tmp_path / "pass.txt"
+    secret.write_text("correct horse\n")
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text("battery staple\n")
+    pkcs8 = tmp_path / "pkcs8.key"
+    traditional = tmp_path / "traditional.key"
+    for path, extra in ((pkcs8, []), (traditional, ["-traditional"])):
+        done = run_process(
+            openssl,
+            "pkey",
+            "-in",
+            str(alpha.key(Component.CCM)),
+            "-aes256",
+            "-passout",
+            f"file:{secret}",
+            *extra,
+            "-out",
+            str(path),
+        )
+        assert done.returncode == 0, done.stderr
+        opened = run("inspect", "--json", "--key-passphrase-file", str(secret), str(path))
+        assert opened.exit_code == 0, opened.stderr
+        assert json.loads(opened.stdout)[0]["contents"][0]["kind"] == "private-key"
+        refused = run("inspect", "--key-passphrase-file", str(wrong), str(path))
+        assert refused.stderr == (
+            f"certserver: error: {path}: wrong passphrase for an encrypted private key\n"
+        )
+    bundle = tmp_path / "bundle.pem"
+    cert = alpha.cert(Component.CCM).read_bytes()
+    bundle.write_bytes(cert + alpha.ca(Component.CCM).read_bytes() + cert)
+    kinds = json.loads(run("inspect", "--json", str(bundle)).stdout)[0]["contents"]
+    assert len(kinds) == 2

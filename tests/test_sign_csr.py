@@ -179,7 +179,9 @@ def test_bad_inputs_name_the_file(deployment: tuple[Cli, Path], tmp_path: Path) 
     with zipfile.ZipFile(not_csr) as archive:
         cert_only.write_bytes(archive.read("cco/gateway.crt"))
     result = run("sign-csr", "signing", str(cert_only), "--component", "cco")
-    assert result.stderr == f"certserver: error: {cert_only}: holds 0 CSRs, expected one\n"
+    assert result.stderr == (
+        f"certserver: error: {cert_only}: holds a certificate, expected one CSR\n"
+    )
     csr = _csr(tmp_path, "fine")
     result = run("sign-csr", "nobody", str(csr), "--component", "cco")
     assert result.exit_code == 1 and "no deployment named nobody" in result.stderr

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 
@@ -38,6 +38,21 @@ class Parsed:
     encrypted_keys: int = 0
     public_keys: list[object] = field(default_factory=list)
     encoding: str = "PEM"
+    duplicates: int = 0
+
+    def describe(self) -> str:
+        """What was found, for messages: ``a certificate and a private key``."""
+        parts = [
+            _count(len(self.certificates), "certificate"),
+            _count(len(self.csrs), "CSR"),
+            _count(len(self.private_keys), "private key"),
+            _count(self.encrypted_keys, "encrypted private key"),
+            _count(len(self.public_keys), "public key"),
+        ]
+        found = [part for part in parts if part]
+        if not found:
+            return "nothing"
+        return found[0] if len(found) == 1 else ", ".join(found[:-1]) + " and " + found[-1]
 
     @property
     def empty(self) -> bool:
@@ -53,16 +68,38 @@ class Parsed:
 def parse(data: bytes, *, passphrase: bytes | None = None) -> Parsed:
     """Read every certificate, CSR and key in ``data``: PEM with any number of blocks, DER,
     PKCS#7, or PKCS#12 (with ``passphrase``; the key, its certificate, then the others).
+    ``passphrase`` also opens encrypted PEM keys. Repeated certificates are kept once.
 
     Raises :class:`ParseError` when nothing usable is found or a block is damaged.
     """
     if not data.strip():
         raise ParseError("is empty")
     if b"-----BEGIN " in data:
-        return _parse_pem(data)
-    if _looks_like_pkcs12(data):
-        return _parse_pkcs12(data, passphrase)
-    return _parse_der(data)
+        found = _parse_pem(data, passphrase)
+    elif _looks_like_pkcs12(data):
+        found = _parse_pkcs12(data, passphrase)
+    else:
+        found = _parse_der(data)
+    return _without_duplicates(found)
+
+
+def _without_duplicates(found: Parsed) -> Parsed:
+    seen: set[bytes] = set()
+    unique = []
+    for cert in found.certificates:
+        digest = cert.fingerprint(hashes.SHA256())
+        if digest not in seen:
+            seen.add(digest)
+            unique.append(cert)
+    found.duplicates = len(found.certificates) - len(unique)
+    found.certificates = unique
+    return found
+
+
+def _count(number: int, noun: str) -> str:
+    if number == 0:
+        return ""
+    return f"a {noun}" if number == 1 else f"{number} {noun}s"
 
 
 #: PFX ::= SEQUENCE { version INTEGER (3), authSafe ContentInfo (pkcs7-data), ... }
@@ -94,7 +131,7 @@ def _parse_pkcs12(data: bytes, passphrase: bytes | None) -> Parsed:
     return found
 
 
-def _parse_pem(data: bytes) -> Parsed:
+def _parse_pem(data: bytes, passphrase: bytes | None = None) -> Parsed:
     found = Parsed(encoding="PEM")
     for label, body in _blocks(data):
         try:
@@ -105,7 +142,10 @@ def _parse_pem(data: bytes) -> Parsed:
             elif label == b"ENCRYPTED PRIVATE KEY" or (
                 label in _KEY_LABELS and b"Proc-Type: 4,ENCRYPTED" in body
             ):
-                found.encrypted_keys += 1
+                if passphrase is None:
+                    found.encrypted_keys += 1
+                else:
+                    found.private_keys.append(_decrypted_key(body, passphrase))
             elif label in _KEY_LABELS:
                 found.private_keys.append(
                     _private_key(serialization.load_pem_private_key(body, None))
@@ -178,6 +218,13 @@ def _quietly(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return load(data)
+
+
+def _decrypted_key(block: bytes, passphrase: bytes) -> PrivateKey:
+    try:
+        return _private_key(serialization.load_pem_private_key(block, passphrase))
+    except (ValueError, TypeError):
+        raise ParseError("wrong passphrase for an encrypted private key") from None
 
 
 def _private_key(key: object) -> PrivateKey:

@@ -152,12 +152,12 @@ class CertServer:
         component's recorded hosts. The certificate is recorded in the store.
         """
         try:
-            requests = parse(csr_data).csrs
+            found = parse(csr_data)
         except ParseError as exc:
             raise FileProblem(source, str(exc)) from None
-        if len(requests) != 1:
-            raise FileProblem(source, f"holds {len(requests)} CSRs, expected one")
-        csr = requests[0]
+        if len(found.csrs) != 1:
+            raise FileProblem(source, f"holds {found.describe()}, expected one CSR")
+        csr = found.csrs[0]
         store, key = self._open(create=False)
         record = store.get_deployment(name)
         allowed = next((c.hosts for c in record.certificates if c.component is component), ())

@@ -19,20 +19,24 @@ _MAX_INPUT = 16 << 20
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option(
+    "--passphrase-file",
     "--p12-passphrase-file",
+    "--key-passphrase-file",
+    "passphrase_file",
     type=click.Path(path_type=Path),
-    help="File whose first line is the passphrase of PKCS#12 inputs (never on the command line).",
+    help="File whose first line opens PKCS#12 files and encrypted keys (never on the command "
+    "line).",
 )
 @click.pass_context
 def inspect_command(
-    ctx: click.Context, files: tuple[Path, ...], as_json: bool, p12_passphrase_file: Path | None
+    ctx: click.Context, files: tuple[Path, ...], as_json: bool, passphrase_file: Path | None
 ) -> None:
     """Describe certificates, keys, CSRs and packages (PEM or DER).
 
     Exits 1 when a package does not match its manifest.
     """
     now = utc_now()
-    passphrase = read_passphrase(p12_passphrase_file) if p12_passphrase_file else None
+    passphrase = read_passphrase(passphrase_file) if passphrase_file else None
     results: list[dict[str, Any]] = []
     for path in files:
         contents = inspect_bytes(_read(path), str(path), now, passphrase=passphrase)
