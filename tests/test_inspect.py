@@ -362,3 +362,53 @@ def test_encrypted_keys_open_with_a_passphrase_file_and_duplicates_are_kept_once
     bundle.write_bytes(cert + alpha.ca(Component.CCM).read_bytes() + cert)
     kinds = json.loads(run("inspect", "--json", str(bundle)).stdout)[0]["contents"]
     assert len(kinds) == 2
+
+
+def test_a_der_encrypted_key_opens_and_a_password_less_p12_still_opens(
+    run: Cli, alpha: Extracted, tmp_path: Path
+) -> None:
+    from .conftest import need_tool, run_process
+
+    openssl = need_tool("openssl")
+    secret = tmp_path / "pass.txt"
+    secret.write_text("correct horse\n")
+    der = tmp_path / "enc.der"
+    done = run_process(
+        openssl,
+        "pkcs8",
+        "-topk8",
+        "-in",
+        str(alpha.key(Component.CCM)),
+        "-outform",
+        "DER",
+        "-v2",
+        "aes-256-cbc",
+        "-passout",
+        f"file:{secret}",
+        "-out",
+        str(der),
+    )
+    assert done.returncode == 0, done.stderr
+    opened = run("inspect", "--json", "--passphrase-file", str(secret), str(der))
+    assert opened.exit_code == 0, opened.stderr
+    assert json.loads(opened.stdout)[0]["contents"][0]["kind"] == "private-key"
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text("nope\n")
+    refused = run("inspect", "--passphrase-file", str(wrong), str(der))
+    assert "wrong passphrase" in refused.stderr
+    bare = tmp_path / "bare.p12"
+    done = run_process(
+        openssl,
+        "pkcs12",
+        "-export",
+        "-in",
+        str(alpha.cert(Component.CCM)),
+        "-inkey",
+        str(alpha.key(Component.CCM)),
+        "-passout",
+        "pass:",
+        "-out",
+        str(bare),
+    )
+    assert done.returncode == 0, done.stderr
+    assert run("inspect", "--passphrase-file", str(secret), str(bare)).exit_code == 0

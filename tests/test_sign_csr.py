@@ -126,6 +126,21 @@ def test_a_host_made_csr_is_signed_with_the_ca_identity_and_works(
         ),
         (["-addext", "subjectAltName=email:a@b.c"], "ec:P-256", "asks for a RFC822Name"),
         ([], "rsa:1024", "RSA-1024 is too weak"),
+        (
+            ["-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature"],
+            "ec:P-256",
+            "asks for keyCertSign or cRLSign",
+        ),
+        (
+            ["-addext", "1.2.3.4.5=critical,ASN1:NULL"],
+            "ec:P-256",
+            "asks for a critical extension certserver does not set (1.2.3.4.5)",
+        ),
+        (
+            ["-addext", "subjectAltName=DNS:127.0.0.1"],
+            "ec:P-256",
+            "asks for the DNS name 127.0.0.1, which is an IP address",
+        ),
         ([], "ec:secp192k1", "uses an algorithm that is not allowed"),
         ([], "ec:secp224r1", "curve secp224r1 is not allowed"),
     ],
@@ -200,3 +215,17 @@ def test_the_component_table_is_used_for_every_component(
         assert uris.get_values_for_type(x509.UniformResourceIdentifier)[0].endswith(
             f"/{component.folder}"
         )
+
+
+def test_the_signed_certificate_lives_as_long_as_the_deployments_own(
+    run: Cli, out_dir: Path, tmp_path: Path
+) -> None:
+    done = run("deployment", "create", "short", "--validity-days", "30", "--out", str(out_dir))
+    assert done.exit_code == 0
+    result = run("sign-csr", "short", str(_csr(tmp_path, "s")), "--component", "ccm")
+    assert result.exit_code == 0, result.stderr
+    cert = x509.load_pem_x509_certificate(result.stdout.encode())
+    import datetime as dt
+
+    lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
+    assert lifetime == dt.timedelta(days=30, minutes=5)

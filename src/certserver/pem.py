@@ -79,7 +79,7 @@ def parse(data: bytes, *, passphrase: bytes | None = None) -> Parsed:
     elif _looks_like_pkcs12(data):
         found = _parse_pkcs12(data, passphrase)
     else:
-        found = _parse_der(data)
+        found = _parse_der(data, passphrase)
     return _without_duplicates(found)
 
 
@@ -112,14 +112,19 @@ def _looks_like_pkcs12(data: bytes) -> bool:
 
 
 def _parse_pkcs12(data: bytes, passphrase: bytes | None) -> Parsed:
-    try:
-        bundle = pkcs12.load_pkcs12(data, passphrase)
-    except ValueError:
+    bundle = None
+    for attempt in (passphrase, None, b"") if passphrase else (None, b""):
+        try:
+            bundle = pkcs12.load_pkcs12(data, attempt)
+            break
+        except ValueError:
+            continue
+        except UnsupportedAlgorithm:
+            raise ParseError("PKCS#12 uses an unsupported algorithm") from None
+    if bundle is None:
         if passphrase is None:
             raise ParseError("a PKCS#12 file that needs its passphrase") from None
         raise ParseError("PKCS#12: wrong passphrase, or a damaged file") from None
-    except UnsupportedAlgorithm:
-        raise ParseError("PKCS#12 uses an unsupported algorithm") from None
     found = Parsed(encoding="PKCS#12")
     if bundle.key is not None:
         found.private_keys.append(_private_key(bundle.key))
@@ -186,20 +191,20 @@ def _as_cert_label(block: bytes) -> bytes:
     return b"-----BEGIN CERTIFICATE-----\n" + body + b"-----END CERTIFICATE-----\n"
 
 
-def _parse_der(data: bytes) -> Parsed:
+def _parse_der(data: bytes, passphrase: bytes | None = None) -> Parsed:
     found = Parsed(encoding="DER")
     loaders: tuple[Callable[[], None], ...] = (
         lambda: found.certificates.append(x509.load_der_x509_certificate(data)),
         lambda: found.csrs.append(x509.load_der_x509_csr(data)),
-        lambda: found.private_keys.append(
-            _private_key(serialization.load_der_private_key(data, None))
-        ),
+        lambda: found.private_keys.append(_der_key(data, passphrase)),
         lambda: found.certificates.extend(_quietly(pkcs7.load_der_pkcs7_certificates, data)),
         lambda: found.public_keys.append(serialization.load_der_public_key(data)),
     )
     for load in loaders:
         try:
             load()
+        except _WrongPassphrase:
+            raise ParseError("wrong passphrase for an encrypted private key") from None
         except TypeError as exc:
             if "encrypted" in str(exc).lower() or "password" in str(exc).lower():
                 found.encrypted_keys += 1
@@ -218,6 +223,20 @@ def _quietly(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return load(data)
+
+
+class _WrongPassphrase(Exception):
+    """Escapes the DER loaders' trial and error: the input was a key, the passphrase wrong."""
+
+
+def _der_key(data: bytes, passphrase: bytes | None) -> PrivateKey:
+    try:
+        return _private_key(serialization.load_der_private_key(data, passphrase))
+    except ValueError as exc:
+        text = str(exc).lower()
+        if passphrase is not None and ("decrypt" in text or "password" in text):
+            raise _WrongPassphrase from None
+        raise
 
 
 def _decrypted_key(block: bytes, passphrase: bytes) -> PrivateKey:

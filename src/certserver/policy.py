@@ -48,8 +48,14 @@ def csr_violations(
     hosts: list[Host] = []
     for extension in extensions:
         value = extension.value
-        if isinstance(value, x509.BasicConstraints) and value.ca:
-            problems.append("asks to be a CA (CA:TRUE)")
+        if isinstance(value, x509.BasicConstraints):
+            if value.ca:
+                problems.append("asks to be a CA (CA:TRUE)")
+        elif isinstance(value, x509.KeyUsage):
+            if value.key_cert_sign or value.crl_sign:
+                problems.append("asks for keyCertSign or cRLSign, which only a CA has")
+        elif isinstance(value, x509.NameConstraints):
+            problems.append("asks for name constraints, which only a CA has")
         elif isinstance(value, x509.ExtendedKeyUsage):
             other = [oid.dotted_string for oid in value if oid not in _EKUS]
             if other:
@@ -57,6 +63,11 @@ def csr_violations(
         elif isinstance(value, x509.SubjectAlternativeName):
             hosts, found = _names(value, allowed, component)
             problems += found
+        elif extension.critical and not isinstance(value, x509.SubjectKeyIdentifier):
+            name = getattr(extension.oid, "_name", "Unknown OID")
+            if name == "Unknown OID":
+                name = extension.oid.dotted_string
+            problems.append(f"asks for a critical extension certserver does not set ({name})")
     return problems, hosts or list(allowed)
 
 
@@ -75,6 +86,9 @@ def _names(
             host = Host.parse(str(name.value))
         except CertserverError as exc:
             problems.append(exc.message)
+            continue
+        if isinstance(name, x509.DNSName) and host.is_ip:
+            problems.append(f"asks for the DNS name {name.value}, which is an IP address")
             continue
         if host not in allowed:
             recorded = ", ".join(h.text for h in allowed) or "none"

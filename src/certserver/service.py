@@ -32,6 +32,7 @@ from certserver.package import ComponentMaterial, DeploymentMaterial, fingerprin
 from certserver.pem import ParseError, parse
 from certserver.policy import csr_violations
 from certserver.profiles import (
+    BACKDATE,
     CA_VALIDITY_DAYS,
     COMPONENT_VALIDITY_DAYS,
     DEFAULT_ORGANIZATION,
@@ -167,6 +168,14 @@ class CertServer:
         ca = authority_of(record, key, store.location)
         now = self.clock().astimezone(dt.UTC).replace(microsecond=0)
         days_left = (ca.certificate.not_valid_after_utc - now).days
+        if days_left < 1:
+            raise InvalidInput(f"the CA of deployment {name} has expired or expires today")
+        packaged = next((c for c in record.certificates if c.component is component), None)
+        lifetime = (
+            round((packaged.not_after - packaged.not_before - BACKDATE) / dt.timedelta(days=1))
+            if packaged is not None
+            else COMPONENT_VALIDITY_DAYS
+        )
         public_key = csr.public_key()
         cert = ca.issue(
             Identity(record.ccid, component),
@@ -175,7 +184,7 @@ class CertServer:
             Organization(record.organization),
             hosts,
             now,
-            min(COMPONENT_VALIDITY_DAYS, days_left),
+            min(lifetime, days_left),  # as long as the deployment's own certificates
         )
         store.add_issued(
             name,
