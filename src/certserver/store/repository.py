@@ -225,22 +225,7 @@ class Store:
         authority_id = authority_key[0]
         connection.execute(
             sa.insert(certificates),
-            [
-                {
-                    "deployment_id": deployment_id,
-                    "authority_id": authority_id,
-                    "component": cert.component.folder,
-                    "serial": cert.serial,
-                    "fingerprint": cert.fingerprint,
-                    "hosts": json.dumps([host.text for host in cert.hosts]),
-                    "cert_der": cert.cert_der,
-                    "key_sealed": cert.key_sealed,
-                    "not_before": cert.not_before,
-                    "not_after": cert.not_after,
-                    "status": cert.status,
-                }
-                for cert in record.certificates
-            ],
+            [_certificate_row(deployment_id, authority_id, cert) for cert in record.certificates],
         )
 
     @contextlib.contextmanager
@@ -267,21 +252,9 @@ class Store:
                     authorities.c.deployment_id == row.id, authorities.c.status == ACTIVE
                 )
             )
-            connection.execute(
-                sa.insert(certificates).values(
-                    deployment_id=row.id,
-                    authority_id=authority_id,
-                    component=record.component.folder,
-                    serial=record.serial,
-                    fingerprint=record.fingerprint,
-                    hosts=json.dumps([host.text for host in record.hosts]),
-                    cert_der=record.cert_der,
-                    key_sealed=None,
-                    not_before=record.not_before,
-                    not_after=record.not_after,
-                    status=Status.ISSUED,
-                )
-            )
+            values = _certificate_row(row.id, authority_id, record)
+            values.update(key_sealed=None, status=Status.ISSUED)  # the key is not ours to keep
+            connection.execute(sa.insert(certificates).values(**values))
 
     def get_deployment(self, name: DeploymentName) -> DeploymentRecord:
         with self._decoding(f"deployment {name}"):
@@ -357,6 +330,24 @@ class Store:
             )
             for row in rows
         ]
+
+
+def _certificate_row(
+    deployment_id: object, authority_id: object, cert: CertificateRecord
+) -> dict[str, object]:
+    return {
+        "deployment_id": deployment_id,
+        "authority_id": authority_id,
+        "component": cert.component.folder,
+        "serial": cert.serial,
+        "fingerprint": cert.fingerprint,
+        "hosts": json.dumps([host.text for host in cert.hosts]),
+        "cert_der": cert.cert_der,
+        "key_sealed": cert.key_sealed,
+        "not_before": cert.not_before,
+        "not_after": cert.not_after,
+        "status": cert.status,
+    }
 
 
 def _certificate(row: sa.Row[tuple[object, ...]]) -> CertificateRecord:
