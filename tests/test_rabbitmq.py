@@ -123,5 +123,7 @@ def test_the_cco_of_another_deployment_is_refused(
     context.minimum_version = context.maximum_version = tls
     mark = broker.mark()
     refused = _refused(broker, context)
-    assert "unknown ca" in refused.lower()
+    if tls is ssl.TLSVersion.TLSv1_2:
+        assert "unknown ca" in refused.lower()
+    # under TLS 1.3 the client may see the alert or only a lost stream: the broker says why
     assert broker.logged("Fatal - Unknown CA", since=mark)
