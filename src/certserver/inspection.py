@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
 from certserver.archive import open_package
+from certserver.clock import days_left, iso
 from certserver.errors import CertserverError, FileProblem
 from certserver.keys import describe
 from certserver.mtls import identity_in
@@ -246,13 +247,3 @@ def _spki_sha256(key: object) -> str:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return hashlib.sha256(der).hexdigest()
-
-
-def iso(moment: dt.datetime) -> str:
-    """The one way certserver writes a time: ``2026-12-03T11:20:02Z``."""
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def days_left(not_after: dt.datetime, now: dt.datetime) -> int:
-    """Whole days until ``not_after``, rounded (negative once expired)."""
-    return round((not_after - now) / dt.timedelta(days=1))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from certserver.clock import iso
 from certserver.identity import Ccid, Component, DeploymentName
 from certserver.keys import pem_from_pkcs8_der
 from certserver.pem import certificate_pem, certificates_pem
@@ -153,7 +154,7 @@ def manifest(material: DeploymentMaterial, files: Iterable[Member]) -> dict[str,
                     "component": member.component.folder,
                     "serial": serial_hex(cert),
                     "fingerprint_sha256": fingerprint(cert),
-                    "not_after": _iso(cert.not_valid_after_utc),
+                    "not_after": iso(cert.not_valid_after_utc),
                 }
             )
     return {
@@ -162,13 +163,13 @@ def manifest(material: DeploymentMaterial, files: Iterable[Member]) -> dict[str,
         "deployment": material.name.value,
         "ccid": material.ccid.value,
         "organization": material.organization,
-        "created_at": _iso(material.created_at),
+        "created_at": iso(material.created_at),
         "trust_anchors": [
             {
                 "subject": ca.subject.rfc4514_string(),
                 "serial": serial_hex(ca),
                 "fingerprint_sha256": fingerprint(ca),
-                "not_after": _iso(ca.not_valid_after_utc),
+                "not_after": iso(ca.not_valid_after_utc),
             }
             for ca in material.anchors
         ],
@@ -202,7 +203,3 @@ def build(material: DeploymentMaterial) -> bytes:
                 info.compress_type = zipfile.ZIP_STORED
                 archive.writestr(info, data)
     return buffer.getvalue()
-
-
-def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

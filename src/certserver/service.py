@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from certserver import package
 from certserver.authority import CertificateAuthority
+from certserver.clock import utc_now
 from certserver.config import Settings
 from certserver.errors import (
     DeploymentExists,
@@ -46,10 +47,6 @@ from certserver.store import (
 )
 
 Clock = Callable[[], dt.datetime]
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True, slots=True)

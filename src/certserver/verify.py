@@ -14,9 +14,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
+from certserver.clock import days_left
 from certserver.errors import CertserverError
 from certserver.identity import Ccid, Component, Identity
-from certserver.inspection import days_left
 from certserver.keys import PrivateKey
 from certserver.mtls import identity_of
 from certserver.pem import ParseError, parse

@@ -8,15 +8,15 @@ from pathlib import Path
 import click
 
 from certserver.cli import output
+from certserver.clock import days_left, utc_now
 from certserver.config import Settings
 from certserver.errors import InvalidInput
 from certserver.hosts import Host
 from certserver.identity import Component, DeploymentName
-from certserver.inspection import days_left
 from certserver.keys import KeySpec
 from certserver.profiles import COMPONENT_VALIDITY_DAYS, DEFAULT_ORGANIZATION, Organization
 from certserver.records import DeploymentView
-from certserver.service import CertServer, CreateRequest, utc_now
+from certserver.service import CertServer, CreateRequest
 
 _KEY_TYPES = [spec.value for spec in KeySpec]
 

@@ -8,9 +8,9 @@ from typing import Any
 import click
 
 from certserver.cli import output
+from certserver.clock import utc_now
 from certserver.files import read_passphrase, read_regular_file
 from certserver.inspection import Report, inspect_bytes
-from certserver.service import utc_now
 
 _MAX_INPUT = 16 << 20
 

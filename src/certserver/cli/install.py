@@ -13,6 +13,7 @@ import click
 
 from certserver.archive import open_package
 from certserver.cli import output
+from certserver.clock import utc_now
 from certserver.errors import InvalidInput
 from certserver.files import read_regular_file
 from certserver.identity import Component
@@ -21,7 +22,6 @@ from certserver.install.doctor import diagnose
 from certserver.install.owners import Owner, broker_owner, can_chown
 from certserver.install.paths import RABBITMQ_CERTS, SSL_ROOT, TOMCAT_SSL_LINK, HostPaths
 from certserver.install.plan import INSTALLABLE, InstallPlan, plan_install
-from certserver.service import utc_now
 from certserver.verify import Status
 
 _MAX_PACKAGE = 16 << 20

@@ -12,9 +12,9 @@ from typing import Any
 
 import click
 
+from certserver.clock import iso
 from certserver.hosts import Host
 from certserver.identity import Ccid, DeploymentName
-from certserver.inspection import iso
 from certserver.profiles import Organization
 
 
