@@ -210,3 +210,10 @@ def run_process(
         timeout=timeout,
         check=False,
     )
+
+
+def run_openssl(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real openssl CLI; the step must succeed (it makes a test's inputs)."""
+    done = run_process(need_tool("openssl"), *args)
+    assert done.returncode == 0, done.stderr
+    return done

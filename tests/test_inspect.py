@@ -13,7 +13,7 @@ from cryptography.x509.oid import NameOID
 
 from certserver.identity import Component
 
-from .conftest import Cli, Extracted
+from .conftest import Cli, Extracted, run_openssl
 
 
 def _json(run: Cli, *paths: Path) -> list[dict[str, object]]:
@@ -163,12 +163,8 @@ def test_unreadable_inputs_are_one_line_errors(run: Cli, tmp_path: Path) -> None
 def test_a_pkcs7_bundle_lists_its_certificates_quietly(
     run: Cli, alpha: Extracted, tmp_path: Path
 ) -> None:
-    from .conftest import need_tool, run_process
-
-    openssl = need_tool("openssl")
     bundle = tmp_path / "bundle.p7b"
-    done = run_process(
-        openssl,
+    run_openssl(
         "crl2pkcs7",
         "-nocrl",
         "-certfile",
@@ -178,7 +174,6 @@ def test_a_pkcs7_bundle_lists_its_certificates_quietly(
         "-out",
         str(bundle),
     )
-    assert done.returncode == 0, done.stderr
     result = run("inspect", "--json", str(bundle))
     assert result.exit_code == 0 and result.stderr == ""
     subjects = [r["subject"] for r in json.loads(result.stdout)[0]["contents"]]
@@ -250,14 +245,10 @@ def test_a_zip_inside_a_package_is_not_opened(run: Cli, alpha: Extracted, tmp_pa
 def test_a_pkcs12_file_is_read_with_its_passphrase_file(
     run: Cli, alpha: Extracted, tmp_path: Path
 ) -> None:
-    from .conftest import need_tool, run_process
-
-    openssl = need_tool("openssl")
     secret = tmp_path / "pass.txt"
     secret.write_text("s3cret passphrase\n")
     bundle = tmp_path / "ccm.p12"
-    done = run_process(
-        openssl,
+    run_openssl(
         "pkcs12",
         "-export",
         "-in",
@@ -271,7 +262,6 @@ def test_a_pkcs12_file_is_read_with_its_passphrase_file(
         "-out",
         str(bundle),
     )
-    assert done.returncode == 0, done.stderr
     result = run("inspect", "--json", "--p12-passphrase-file", str(secret), str(bundle))
     assert result.exit_code == 0, result.stderr
     kinds = [r["kind"] for r in json.loads(result.stdout)[0]["contents"]]
@@ -327,9 +317,6 @@ def test_the_reader_takes_the_forms_people_hand_over(
 def test_encrypted_keys_open_with_a_passphrase_file_and_duplicates_are_kept_once(
     run: Cli, alpha: Extracted, tmp_path: Path
 ) -> None:
-    from .conftest import need_tool, run_process
-
-    openssl = need_tool("openssl")
     secret = tmp_path / "pass.txt"
     secret.write_text("correct horse\n")
     wrong = tmp_path / "wrong.txt"
@@ -337,8 +324,7 @@ def test_encrypted_keys_open_with_a_passphrase_file_and_duplicates_are_kept_once
     pkcs8 = tmp_path / "pkcs8.key"
     traditional = tmp_path / "traditional.key"
     for path, extra in ((pkcs8, []), (traditional, ["-traditional"])):
-        done = run_process(
-            openssl,
+        run_openssl(
             "pkey",
             "-in",
             str(alpha.key(Component.CCM)),
@@ -349,7 +335,6 @@ def test_encrypted_keys_open_with_a_passphrase_file_and_duplicates_are_kept_once
             "-out",
             str(path),
         )
-        assert done.returncode == 0, done.stderr
         opened = run("inspect", "--json", "--key-passphrase-file", str(secret), str(path))
         assert opened.exit_code == 0, opened.stderr
         assert json.loads(opened.stdout)[0]["contents"][0]["kind"] == "private-key"
@@ -367,14 +352,10 @@ def test_encrypted_keys_open_with_a_passphrase_file_and_duplicates_are_kept_once
 def test_a_der_encrypted_key_opens_and_a_password_less_p12_still_opens(
     run: Cli, alpha: Extracted, tmp_path: Path
 ) -> None:
-    from .conftest import need_tool, run_process
-
-    openssl = need_tool("openssl")
     secret = tmp_path / "pass.txt"
     secret.write_text("correct horse\n")
     der = tmp_path / "enc.der"
-    done = run_process(
-        openssl,
+    run_openssl(
         "pkcs8",
         "-topk8",
         "-in",
@@ -388,7 +369,6 @@ def test_a_der_encrypted_key_opens_and_a_password_less_p12_still_opens(
         "-out",
         str(der),
     )
-    assert done.returncode == 0, done.stderr
     opened = run("inspect", "--json", "--passphrase-file", str(secret), str(der))
     assert opened.exit_code == 0, opened.stderr
     assert json.loads(opened.stdout)[0]["contents"][0]["kind"] == "private-key"
@@ -397,8 +377,7 @@ def test_a_der_encrypted_key_opens_and_a_password_less_p12_still_opens(
     refused = run("inspect", "--passphrase-file", str(wrong), str(der))
     assert "wrong passphrase" in refused.stderr
     bare = tmp_path / "bare.p12"
-    done = run_process(
-        openssl,
+    run_openssl(
         "pkcs12",
         "-export",
         "-in",
@@ -410,5 +389,4 @@ def test_a_der_encrypted_key_opens_and_a_password_less_p12_still_opens(
         "-out",
         str(bare),
     )
-    assert done.returncode == 0, done.stderr
     assert run("inspect", "--passphrase-file", str(secret), str(bare)).exit_code == 0
