@@ -12,7 +12,7 @@ import io
 import json
 import stat
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,8 +52,24 @@ class OpenedPackage:
         return self.members.get(f"{component.folder}/{name}")
 
 
-def open_package(data: bytes, source: str) -> OpenedPackage:
-    """Check and read a package; FileProblem (naming ``source``) for an unsafe or broken one."""
+def _in_layout(name: str) -> bool:
+    parts = name.rstrip("/").split("/")
+    if name.endswith("/"):
+        return len(parts) == 1 and parts[0] in _LAYOUT
+    return name == MANIFEST_NAME or (
+        len(parts) == 2 and parts[0] in _LAYOUT and parts[1] in _LAYOUT[parts[0]]
+    )
+
+
+def is_zip(data: bytes) -> bool:
+    return data.startswith(b"PK\x03\x04")
+
+
+def read_members(
+    data: bytes, source: str, *, layout: Callable[[str], bool] = lambda _name: True
+) -> dict[str, PackageMember]:
+    """Every file of a zip whose entries are safe (names, types, sizes, ratios, and
+    ``layout``); FileProblem naming ``source`` for the first unsafe one."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = archive.infolist()
@@ -63,7 +79,7 @@ def open_package(data: bytes, source: str) -> OpenedPackage:
         raise FileProblem(source, f"zip has {len(infos)} entries, more than a package holds")
     seen: set[str] = set()
     for info in infos:
-        _check_entry(info, source, seen)
+        _check_entry(info, source, seen, layout)
     if sum(info.file_size for info in infos) > MAX_TOTAL_SIZE:
         raise FileProblem(source, "zip unpacks to more than a package holds")
     members: dict[str, PackageMember] = {}
@@ -74,6 +90,12 @@ def open_package(data: bytes, source: str) -> OpenedPackage:
         members[info.filename] = PackageMember(
             info.filename, content, (info.external_attr >> 16) & 0o777
         )
+    return members
+
+
+def open_package(data: bytes, source: str) -> OpenedPackage:
+    """Check and read a package; FileProblem (naming ``source``) for an unsafe or broken one."""
+    members = read_members(data, source, layout=_in_layout)
     manifest_member = members.pop(MANIFEST_NAME, None)
     if manifest_member is None:
         raise FileProblem(source, f"zip has no {MANIFEST_NAME}: not a certserver package")
@@ -122,7 +144,9 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str) -
     return b"".join(chunks)
 
 
-def _check_entry(info: zipfile.ZipInfo, source: str, seen: set[str]) -> None:
+def _check_entry(
+    info: zipfile.ZipInfo, source: str, seen: set[str], layout: Callable[[str], bool]
+) -> None:
     name = info.filename
     shown = name.encode("unicode_escape").decode("ascii")
 
@@ -152,12 +176,7 @@ def _check_entry(info: zipfile.ZipInfo, source: str, seen: set[str]) -> None:
         raise refuse(f"{info.file_size} bytes, more than a package file holds")
     if info.file_size > 4096 and info.file_size > MAX_RATIO * max(info.compress_size, 1):
         raise refuse("over-compressed (a zip bomb?)")
-    if info.is_dir():
-        if len(parts) != 1 or parts[0] not in _LAYOUT:
-            raise refuse("outside the package layout")
-    elif name != MANIFEST_NAME and (
-        len(parts) != 2 or parts[0] not in _LAYOUT or parts[1] not in _LAYOUT[parts[0]]
-    ):
+    if not layout(name):
         raise refuse("outside the package layout")
 
 

@@ -127,3 +127,14 @@ class PolicyRefused(CertserverError):
     def __init__(self, source: str, problems: list[str]) -> None:
         super().__init__(f"{source}: refused: " + "; ".join(problems))
         self.problems = problems
+
+
+class ImportRefused(CertserverError):
+    """What an enterprise CA signed cannot be imported. Lists every reason; imports nothing."""
+
+    code = "import-refused"
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        super().__init__(f"{source}: refused ({count}, nothing imported): " + "; ".join(problems))
+        self.problems = problems

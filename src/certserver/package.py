@@ -22,6 +22,7 @@ from certserver.clock import iso
 from certserver.identity import Ccid, Component, DeploymentName
 from certserver.keys import pem_from_pkcs8_der
 from certserver.pem import certificate_pem, certificates_pem
+from certserver.profiles import CaMode
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -58,6 +59,7 @@ class DeploymentMaterial:
     intermediates: Sequence[x509.Certificate]
     components: Sequence[ComponentMaterial]
     package_version: int = 1
+    ca_mode: CaMode = CaMode.CERTSERVER
 
     @property
     def file_name(self) -> str:
@@ -162,6 +164,7 @@ def manifest(material: DeploymentMaterial, files: Iterable[Member]) -> dict[str,
         "package_version": material.package_version,
         "deployment": material.name.value,
         "ccid": material.ccid.value,
+        "ca_mode": material.ca_mode.value,
         "organization": material.organization,
         "created_at": iso(material.created_at),
         "trust_anchors": [

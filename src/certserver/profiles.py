@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,6 +60,17 @@ class Validity:
         if days < 1:
             raise InvalidInput(f"invalid validity {days} days: must be at least 1")
         return cls(now - BACKDATE, now + dt.timedelta(days=days))
+
+
+class CaMode(enum.StrEnum):
+    """Who signs a deployment's certificates (``deployment create --ca``)."""
+
+    #: certserver makes the deployment CA and signs everything itself.
+    CERTSERVER = "certserver"
+    #: certserver makes the deployment CA's key; an enterprise CA signs it as an intermediate.
+    ENTERPRISE_INTERMEDIATE = "enterprise-intermediate"
+    #: certserver makes each component's key; an enterprise CA signs each component's CSR.
+    ENTERPRISE_LEAF = "enterprise-leaf"
 
 
 CA_UNIT = "deployment CA"

@@ -5,20 +5,34 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy import Connection
 
 from certserver import package
+from certserver.archive import is_zip, read_members
 from certserver.authority import CertificateAuthority
 from certserver.clock import utc_now
 from certserver.config import Settings
+from certserver.csr import (
+    ComponentRequest,
+    build_csrs_zip,
+    ca_csr,
+    ca_csr_file_name,
+    component_csr,
+    csr_pem,
+    csrs_file_name,
+    public_key_sha256,
+)
+from certserver.enterprise import Chain, PendingLeaf, chain_problem, check_signed_ca, match_leaves
 from certserver.errors import (
     DeploymentExists,
     FileProblem,
+    ImportRefused,
     InvalidInput,
     PolicyRefused,
     TargetExists,
@@ -26,7 +40,8 @@ from certserver.errors import (
 from certserver.files import StagedFile, check_writable_dir
 from certserver.hosts import Host
 from certserver.identity import Ccid, Component, DeploymentName, Identity
-from certserver.keys import KeySpec, profile_spec, to_pkcs8_der
+from certserver.inspection import name_text
+from certserver.keys import KeySpec, PrivateKey, profile_spec, to_pkcs8_der
 from certserver.masterkey import MasterKey
 from certserver.opening import master_key_for, never_created, open_store
 from certserver.package import ComponentMaterial, DeploymentMaterial, fingerprint, serial_hex
@@ -37,11 +52,28 @@ from certserver.profiles import (
     CA_VALIDITY_DAYS,
     COMPONENT_VALIDITY_DAYS,
     DEFAULT_ORGANIZATION,
+    CaMode,
     Organization,
+    ca_subject,
 )
-from certserver.records import DeploymentView, authority_of, to_material, to_record, to_view
+from certserver.records import (
+    DeploymentView,
+    Plan,
+    authority_of,
+    authority_record,
+    certificate_record,
+    pending_record,
+    to_material,
+    to_record,
+    to_view,
+    trust_records,
+    unseal_components,
+    unseal_pending,
+)
 from certserver.store import (
     CertificateRecord,
+    DeploymentRecord,
+    DeploymentState,
     DeploymentSummary,
     Store,
 )
@@ -58,6 +90,7 @@ class CreateRequest:
     key_spec: KeySpec = KeySpec.EC_P256
     validity_days: int = COMPONENT_VALIDITY_DAYS
     force: bool = False
+    ca_mode: CaMode = CaMode.CERTSERVER
 
     def __post_init__(self) -> None:
         if not 1 <= self.validity_days <= CA_VALIDITY_DAYS:
@@ -66,11 +99,48 @@ class CreateRequest:
                 f"1 day or more and may not outlive the {CA_VALIDITY_DAYS}-day deployment CA"
             )
 
+    @property
+    def file_name(self) -> str:
+        """What create writes: the package, or the CSR(s) for the enterprise CA."""
+        if self.ca_mode is CaMode.ENTERPRISE_INTERMEDIATE:
+            return ca_csr_file_name(self.name)
+        if self.ca_mode is CaMode.ENTERPRISE_LEAF:
+            return csrs_file_name(self.name)
+        return package.package_file_name(self.name)
+
+    @property
+    def plan(self) -> Plan:
+        return Plan(self.ca_mode, self.validity_days, self.hosts or {})
+
 
 @dataclass(frozen=True, slots=True)
 class CreateResult:
     deployment: DeploymentView
-    package_path: Path
+    #: The package, or (for an enterprise CA) the CSR file or zip of CSRs to have signed.
+    path: Path
+
+    @property
+    def package_path(self) -> Path:
+        return self.path
+
+
+@dataclass(frozen=True, slots=True)
+class Supplied:
+    """Bytes a user gave, and where they came from (for messages)."""
+
+    source: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    deployment: DeploymentView
+    #: The package, once nothing is pending any more.
+    package_path: Path | None
+    imported: tuple[Component | None, ...]
+    warnings: tuple[str, ...] = ()
+    #: With ``partial``: the problems of the certificates left pending.
+    problems: tuple[str, ...] = ()
 
 
 class CertServer:
@@ -102,34 +172,175 @@ class CertServer:
     def create_deployment(self, request: CreateRequest) -> CreateResult:
         """CCID, CA and every component's certificate; rows in the store; the package on disk.
 
-        Either all of it happens or none: a failure leaves no zip and no rows behind.
+        With an enterprise CA, the keys and the CSR(s) for it instead, the deployment
+        recorded as pending. Either all of it happens or none: a failure leaves no file and
+        no rows behind.
         """
-        target = request.out_dir / package.package_file_name(request.name)
-        check_writable_dir(request.out_dir)
-        if target.is_dir():
-            raise FileProblem(target, "is a directory")
-        if os.path.lexists(target) and not request.force:
-            raise TargetExists(target, "already exists (use --force to replace it)")
+        target = _check_target(request.out_dir, request.file_name, force=request.force)
         store, key = self._open(create=True)
         if store.deployment_exists(request.name):
             raise DeploymentExists(f"deployment {request.name} already exists")
-
-        material, ca_key_der = self._mint(request)
-        record = to_record(material, ca_key_der, request.key_spec, request.hosts or {}, key)
-        data = package.build(material)
-        staged: StagedFile | None = None
-        try:
-            with store.transaction() as connection:
-                store.add_deployment(connection, record)  # waits here if the store is busy
-                staged = StagedFile(target, data)
-                staged.place(replace=request.force)
-        except BaseException:
-            if staged is not None:
-                staged.undo()
-            raise
-        assert staged is not None
-        staged.finish()
+        record, data = self._make(request, key)
+        self._commit(store, target, data, request.force, lambda c: store.add_deployment(c, record))
         return CreateResult(to_view(record), target)
+
+    def import_ca(
+        self,
+        name: DeploymentName,
+        signed: Supplied,
+        chain: Supplied,
+        out_dir: Path,
+        *,
+        force: bool = False,
+    ) -> ImportResult:
+        """The deployment CA certificate an enterprise CA signed: checked, then the
+        component certificates issued under it and the package written."""
+        store, key = self._open(create=False)
+        record = store.get_deployment(name)
+        _expect_pending(record, CaMode.ENTERPRISE_INTERMEDIATE, "import-ca")
+        target = _check_target(out_dir, package.package_file_name(name), force=force)
+        pending = record.pending[0]
+        found = _certificates(signed)
+        mine = [c for c in found if public_key_sha256(c.public_key()) == pending.public_key_sha256]
+        if not mine:
+            raise FileProblem(
+                signed.source,
+                f"holds {_count(found)}, none for the pending key of deployment {name}'s CA",
+            )
+        ca_cert = mine[0]
+        trust = Chain.of(_certificates(chain)).with_intermediates(
+            c for c in found if c is not ca_cert
+        )
+        now = self._now()
+        check = check_signed_ca(
+            ca_cert,
+            pending.public_key_sha256,
+            ca_subject(name, record.ccid, Organization(record.organization)),
+            now,
+            record.validity_days or COMPONENT_VALIDITY_DAYS,
+        )
+        if check.problems:
+            raise ImportRefused(signed.source, check.problems)
+        ca = CertificateAuthority(unseal_pending(pending, record.ccid, key), ca_cert)
+        components = self._issue_all(ca, record, now, check.component_days)
+        under_ca = Chain(trust.anchors, (ca_cert, *trust.intermediates))
+        problems = [
+            f"{item.component} certificate under it {problem}"
+            for item in components
+            if (problem := chain_problem(item.certificate, under_ca, now, chain.source))
+        ]
+        if problems:
+            raise ImportRefused(signed.source, problems)
+        path = under_ca.path_of(components[0].certificate, now)
+        material = _material(record, path, components)
+        authority = authority_record(ca_cert, to_pkcs8_der(ca.key), record.ccid, key)
+        certs = [certificate_record(item, record.hosts, record.ccid, key) for item in components]
+        self._commit(
+            store,
+            target,
+            package.build(material),
+            force,
+            lambda c: store.import_signed(
+                c,
+                name,
+                authority=authority,
+                trust=trust_records(material, record.ca_mode),
+                certs=certs,
+                resolved=[None],
+            ),
+        )
+        view = to_view(store.get_deployment(name))
+        return ImportResult(view, target, (None,), tuple(check.warnings))
+
+    def import_signed(
+        self,
+        name: DeploymentName,
+        inputs: Sequence[Supplied],
+        chain: Supplied,
+        out_dir: Path,
+        *,
+        partial: bool = False,
+        force: bool = False,
+    ) -> ImportResult:
+        """Component certificates an enterprise CA signed, in any order and form, matched to
+        the pending keys. Every problem is listed and nothing is imported unless ``partial``
+        (then the good ones are, and the rest stay pending). Once nothing is pending the
+        package is written."""
+        store, key = self._open(create=False)
+        record = store.get_deployment(name)
+        _expect_pending(record, CaMode.ENTERPRISE_LEAF, "import-signed")
+        target = _check_target(out_dir, package.package_file_name(name), force=force)
+        certs_in: list[tuple[str, x509.Certificate]] = []
+        problems: list[str] = []
+        for supplied in inputs:
+            found, wrong = _signed_certificates(supplied)
+            certs_in += found
+            problems += wrong
+        trust = Chain.of(_certificates(chain))
+        now = self._now()
+        pending = [
+            PendingLeaf(p.component, p.public_key_sha256, tuple(record.hosts.get(p.component, ())))
+            for p in record.pending
+            if p.component is not None
+        ]
+        earlier = [x509.load_der_x509_certificate(c.cert_der) for c in record.certificates]
+        match = match_leaves(certs_in, pending, record.ccid, trust, chain.source, now, earlier)
+        trust = trust.with_intermediates(match.extra_intermediates)
+        problems += match.problems
+        good = list(match.good)
+        if good:
+            if earlier and earlier[0].issuer != good[0].certificate.issuer:
+                problems.append(
+                    f"{good[0].source}: signed by {name_text(good[0].certificate.issuer)}, "
+                    f"not by the CA of the certificates imported before"
+                )
+                good = []
+            problems += [
+                f"{cert_record.component} (imported before) {problem}"
+                for cert_record, cert in zip(record.certificates, earlier, strict=True)
+                if (problem := chain_problem(cert, trust, now, chain.source))
+            ]
+        if not good and not problems:
+            problems.append("no certificate for any pending key was given")
+        if problems and (not partial or not good):
+            raise ImportRefused(f"deployment {name}", problems)
+        by_component = {p.component: p for p in record.pending}
+        fresh = [
+            ComponentMaterial(
+                item.component,
+                item.certificate,
+                to_pkcs8_der(unseal_pending(by_component[item.component], record.ccid, key)),
+            )
+            for item in good
+        ]
+        path = trust.path_of(fresh[0].certificate, now)
+        complete = len(fresh) == len(pending)
+        data: bytes | None = None
+        material = _material(record, path, fresh)
+        if complete:
+            before = unseal_components(record, earlier, key)
+            order = {c: i for i, c in enumerate(Component)}
+            everything = sorted((*before, *fresh), key=lambda c: order[c.component])
+            material = _material(record, path, everything)
+            data = package.build(material)
+        certs = [certificate_record(item, record.hosts, record.ccid, key) for item in fresh]
+        self._commit(
+            store,
+            target if complete else None,
+            data,
+            force,
+            lambda c: store.import_signed(
+                c,
+                name,
+                authority=None,
+                trust=trust_records(material, record.ca_mode),
+                certs=certs,
+                resolved=[item.component for item in fresh],
+            ),
+        )
+        view = to_view(store.get_deployment(name))
+        imported = tuple(item.component for item in fresh)
+        return ImportResult(view, target if complete else None, imported, problems=tuple(problems))
 
     def list_deployments(self) -> Sequence[DeploymentSummary]:
         """Every deployment (none for a fresh home). Needs no master key: nothing secret."""
@@ -218,9 +429,83 @@ class CertServer:
 
     # -- internals -------------------------------------------------------------------------
 
+    def _now(self) -> dt.datetime:
+        return self.clock().astimezone(dt.UTC).replace(microsecond=0)
+
+    def _make(self, request: CreateRequest, key: MasterKey) -> tuple[DeploymentRecord, bytes]:
+        """The new deployment's rows and the file create writes."""
+        if request.ca_mode is CaMode.CERTSERVER:
+            material, ca_key_der = self._mint(request)
+            record = to_record(material, ca_key_der, request.key_spec, request.plan, key)
+            return record, package.build(material)
+        now, ccid, spec, org = self._now(), Ccid.generate(), request.key_spec, request.organization
+        hosts = request.hosts or {}
+        if request.ca_mode is CaMode.ENTERPRISE_INTERMEDIATE:
+            ca_key = spec.generate()
+            request_csr = ca_csr(request.name, ccid, org, ca_key, spec)
+            keys: list[tuple[Component | None, x509.CertificateSigningRequest, PrivateKey]] = [
+                (None, request_csr, ca_key)
+            ]
+            data = csr_pem(request_csr)
+        else:
+            keys, requests = [], []
+            for component in Component:
+                component_key = spec.generate()
+                names = tuple(hosts.get(component, ()))
+                made = component_csr(Identity(ccid, component), org, names, component_key, spec)
+                keys.append((component, made, component_key))
+                requests.append(ComponentRequest(component, made, names))
+            data = build_csrs_zip(request.name, ccid, now, requests)
+        record = pending_record(request.name, ccid, org.value, spec, now, request.plan, keys, key)
+        return record, data
+
+    def _commit(
+        self,
+        store: Store,
+        target: Path | None,
+        data: bytes | None,
+        replace: bool,
+        write: Callable[[Connection], object],
+    ) -> None:
+        """Rows and file together: ``write`` on a transaction, then the file placed before
+        the commit; a failure of either leaves neither."""
+        staged: StagedFile | None = None
+        try:
+            with store.transaction() as connection:
+                write(connection)  # waits here if the store is busy
+                if target is not None and data is not None:
+                    staged = StagedFile(target, data)
+                    staged.place(replace=replace)
+        except BaseException:
+            if staged is not None:
+                staged.undo()
+            raise
+        if staged is not None:
+            staged.finish()
+
+    def _issue_all(
+        self, ca: CertificateAuthority, record: DeploymentRecord, now: dt.datetime, days: int
+    ) -> list[ComponentMaterial]:
+        """A new key and certificate under ``ca`` for every component of ``record``."""
+        spec, org = record.key_spec, Organization(record.organization)
+        issued = []
+        for component in Component:
+            component_key = spec.generate()
+            cert = ca.issue(
+                Identity(record.ccid, component),
+                component_key.public_key(),
+                spec,
+                org,
+                record.hosts.get(component, ()),
+                now,
+                days,
+            )
+            issued.append(ComponentMaterial(component, cert, to_pkcs8_der(component_key)))
+        return issued
+
     def _mint(self, request: CreateRequest) -> tuple[DeploymentMaterial, bytes]:
         """The deployment's material and its CA key (PKCS#8 DER), all in memory."""
-        now = self.clock().astimezone(dt.UTC).replace(microsecond=0)
+        now = self._now()
         ccid = Ccid.generate()
         spec = request.key_spec
         ca = CertificateAuthority.create(request.name, ccid, request.organization, spec, now)
@@ -265,8 +550,80 @@ class CertServer:
         return store, self._key
 
 
-def _missing_or_empty(path: Path) -> bool:
+def _check_target(out_dir: Path, file_name: str, *, force: bool) -> Path:
+    target = out_dir / file_name
+    check_writable_dir(out_dir)
+    if target.is_dir():
+        raise FileProblem(target, "is a directory")
+    if os.path.lexists(target) and not force:
+        raise TargetExists(target, "already exists (use --force to replace it)")
+    return target
+
+
+def _expect_pending(record: DeploymentRecord, mode: CaMode, command: str) -> None:
+    if record.ca_mode is not mode:
+        raise InvalidInput(
+            f"deployment {record.name} was created with --ca {record.ca_mode}; "
+            f"{command} is for --ca {mode}"
+        )
+    if record.state is not DeploymentState.PENDING:
+        raise InvalidInput(f"deployment {record.name} has nothing pending to import")
+
+
+def _certificates(supplied: Supplied) -> list[x509.Certificate]:
+    """The certificates in a file the user gave; FileProblem when there are none."""
     try:
-        return path.stat().st_size == 0
-    except FileNotFoundError:
-        return True
+        found = parse(supplied.data)
+    except ParseError as exc:
+        raise FileProblem(supplied.source, str(exc)) from None
+    if not found.certificates:
+        raise FileProblem(supplied.source, f"holds {found.describe()}, expected certificates")
+    return found.certificates
+
+
+def _signed_certificates(
+    supplied: Supplied,
+) -> tuple[list[tuple[str, x509.Certificate]], list[str]]:
+    """Every certificate in a file or a zip of files, each with where it came from, and the
+    problems of the parts that hold none."""
+    parts = [(supplied.source, supplied.data)]
+    if is_zip(supplied.data):
+        members = read_members(supplied.data, supplied.source)
+        parts = [(f"{supplied.source}:{path}", m.data) for path, m in sorted(members.items())]
+    found: list[tuple[str, x509.Certificate]] = []
+    problems: list[str] = []
+    for source, data in parts:
+        try:
+            parsed = parse(data)
+        except ParseError as exc:
+            problems.append(f"{source}: {exc}")
+            continue
+        if parsed.private_keys or parsed.encrypted_keys:
+            problems.append(f"{source}: holds a private key; give the signed certificates only")
+        elif not parsed.certificates:
+            problems.append(f"{source}: holds {parsed.describe()}, expected certificates")
+        found += [(source, cert) for cert in parsed.certificates]
+    return found, problems
+
+
+def _count(certs: Sequence[x509.Certificate]) -> str:
+    return "1 certificate" if len(certs) == 1 else f"{len(certs)} certificates"
+
+
+def _material(
+    record: DeploymentRecord,
+    path: Sequence[x509.Certificate],
+    components: Sequence[ComponentMaterial],
+) -> DeploymentMaterial:
+    """A package's material from a verified path (issuer first, the anchor last)."""
+    return DeploymentMaterial(
+        name=record.name,
+        ccid=record.ccid,
+        organization=record.organization,
+        created_at=record.created_at,
+        anchors=(path[-1],),
+        intermediates=tuple(path[:-1]),
+        components=tuple(components),
+        package_version=record.package_version,
+        ca_mode=record.ca_mode,
+    )

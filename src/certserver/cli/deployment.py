@@ -11,12 +11,19 @@ from certserver.cli import output
 from certserver.clock import days_left, utc_now
 from certserver.config import Settings
 from certserver.errors import InvalidInput
+from certserver.files import read_regular_file
 from certserver.hosts import Host
 from certserver.identity import Component, DeploymentName
 from certserver.keys import KeySpec
-from certserver.profiles import COMPONENT_VALIDITY_DAYS, DEFAULT_ORGANIZATION, Organization
+from certserver.profiles import (
+    COMPONENT_VALIDITY_DAYS,
+    DEFAULT_ORGANIZATION,
+    CaMode,
+    Organization,
+)
 from certserver.records import DeploymentView
-from certserver.service import CertServer, CreateRequest
+from certserver.service import CertServer, CreateRequest, ImportResult, Supplied
+from certserver.store import DeploymentState
 
 _KEY_TYPES = [spec.value for spec in KeySpec]
 
@@ -71,7 +78,16 @@ def deployment() -> None:
     default=Path(),
     help="Directory for <name>_certs.zip (default: current directory).",
 )
-@click.option("--force", is_flag=True, help="Replace an existing zip at the target.")
+@click.option(
+    "--ca",
+    "ca_mode",
+    type=click.Choice([mode.value for mode in CaMode]),
+    default=CaMode.CERTSERVER.value,
+    show_default=True,
+    help="Who signs: certserver; an enterprise CA signing the deployment CA "
+    "(writes <name>_ca.csr); or an enterprise CA signing each component (<name>_csrs.zip).",
+)
+@click.option("--force", is_flag=True, help="Replace an existing file at the target.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def create(
     name: str,
@@ -80,13 +96,16 @@ def create(
     key_type: str,
     validity_days: int,
     out_dir: Path,
+    ca_mode: str,
     force: bool,
     as_json: bool,
 ) -> None:
     """Make a deployment (CCID, CA, certificates) and its zip.
 
     Generates the CCID, the deployment's CA and a certificate and key for every component,
-    records them in the store and writes <NAME>_certs.zip.
+    records them in the store and writes <NAME>_certs.zip. With an enterprise CA (--ca) it
+    writes the CSR(s) for it instead and records the deployment as pending, until
+    `deployment import-ca` or `deployment import-signed` brings the signed certificates.
     """
     request = CreateRequest(
         name=DeploymentName(name),
@@ -96,20 +115,35 @@ def create(
         validity_days=validity_days,
         out_dir=out_dir,
         force=force,
+        ca_mode=CaMode(ca_mode),
     )
     with _service() as service:
         result = service.create_deployment(request)
-    path = result.package_path.resolve()
-    if as_json:
-        output.emit_json({"package": path, "deployment": result.deployment})
-        return
+    path = result.path.resolve()
     view = result.deployment
+    if view.state is DeploymentState.PENDING:
+        if as_json:
+            output.emit_json({"csr": path, "deployment": view})
+            return
+        click.echo(f"Created deployment {view.name}, pending its enterprise CA")
+        click.echo(output.fields([("CCID", view.ccid.value), ("CSR", str(path))]))
+        command = "import-ca NAME --cert SIGNED" if view.pending == (None,) else "import-signed"
+        click.echo(
+            f"\nHave the enterprise CA sign {path.name}, then run: certserver deployment "
+            + command.replace("NAME", view.name.value)
+            + (f" {view.name} FILE_OR_ZIP..." if command == "import-signed" else "")
+            + " --chain CHAIN"
+        )
+        return
+    if as_json:
+        output.emit_json({"package": path, "deployment": view})
+        return
     click.echo(f"Created deployment {view.name}")
     click.echo(
         output.fields(
             [
                 ("CCID", view.ccid.value),
-                ("CA fingerprint", output.fingerprint(view.ca_fingerprint_sha256)),
+                *_issuer_fields(view)[1:2],
                 ("Package", str(path)),
             ]
         )
@@ -135,13 +169,19 @@ def list_command(as_json: bool) -> None:
             s.name.value,
             s.ccid.value,
             s.key_spec.value,
+            s.ca_mode.value,
+            s.state.value,
             output.when(s.created_at),
             output.when(s.next_expiry) if s.next_expiry else "-",
             str(days_left(s.next_expiry, now)) if s.next_expiry else "-",
         ]
         for s in summaries
     ]
-    click.echo(output.table(["NAME", "CCID", "KEY", "CREATED", "NEXT EXPIRY", "DAYS LEFT"], rows))
+    click.echo(
+        output.table(
+            ["NAME", "CCID", "KEY", "CA", "STATE", "CREATED", "NEXT EXPIRY", "DAYS LEFT"], rows
+        )
+    )
 
 
 @deployment.command("show")
@@ -163,13 +203,29 @@ def show(name: str, as_json: bool) -> None:
                 ("Key type", view.key_spec.value),
                 ("Created", output.when(view.created_at)),
                 ("Package version", str(view.package_version)),
-                ("CA", view.ca_subject),
-                ("CA fingerprint", output.fingerprint(view.ca_fingerprint_sha256)),
-                ("CA not after", output.when(view.ca_not_after)),
+                ("Signed by", view.ca_mode.value),
+                ("State", view.state.value),
+                *_issuer_fields(view),
             ]
         )
     )
-    click.echo(_components_table(view))
+    if view.pending:
+        pending = ", ".join("deployment CA" if c is None else c.folder for c in view.pending)
+        click.echo(f"\nWaiting for the enterprise CA to sign: {pending}")
+    if view.components:
+        click.echo(_components_table(view))
+
+
+def _issuer_fields(view: DeploymentView) -> list[tuple[str, str]]:
+    if view.ca_subject is None or view.ca_fingerprint_sha256 is None:
+        return []
+    fields = [
+        ("CA", view.ca_subject),
+        ("CA fingerprint", output.fingerprint(view.ca_fingerprint_sha256)),
+    ]
+    if view.ca_not_after is not None:
+        fields.append(("CA not after", output.when(view.ca_not_after)))
+    return fields
 
 
 @deployment.command("export")
@@ -190,6 +246,129 @@ def export(name: str, out_dir: Path, force: bool) -> None:
     with _service() as service:
         path = service.export_package(DeploymentName(name), out_dir, force=force)
     click.echo(str(path.resolve()))
+
+
+_MAX_INPUT = 8 << 20
+_out_option = click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path(),
+    help="Directory for <name>_certs.zip (default: current directory).",
+)
+_chain_option = click.option(
+    "--chain",
+    "chain_file",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The enterprise's root CA certificate(s) and any intermediates, in any form.",
+)
+
+
+def _supplied(path: Path) -> Supplied:
+    return Supplied(str(path), read_regular_file(path, _MAX_INPUT, "certificate file"))
+
+
+@deployment.command("import-ca")
+@click.argument("name")
+@click.option(
+    "--cert",
+    "cert_file",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The deployment CA certificate the enterprise CA signed from <name>_ca.csr.",
+)
+@_chain_option
+@_out_option
+@click.option("--force", is_flag=True, help="Replace an existing zip at the target.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def import_ca(
+    name: str, cert_file: Path, chain_file: Path, out_dir: Path, force: bool, as_json: bool
+) -> None:
+    """Bring in the enterprise-signed deployment CA, then issue and package the components.
+
+    Checks that the certificate is for the pending key, is a CA that may sign, chains to
+    a root in --chain and is valid long enough (the component certificates are capped to
+    it, with a warning).
+    """
+    with _service() as service:
+        result = service.import_ca(
+            DeploymentName(name),
+            _supplied(cert_file),
+            _supplied(chain_file),
+            out_dir,
+            force=force,
+        )
+    _print_import(result, as_json)
+
+
+@deployment.command("import-signed")
+@click.argument("name")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_chain_option
+@_out_option
+@click.option(
+    "--partial",
+    is_flag=True,
+    help="Import the good certificates and leave the others pending (default: all or none).",
+)
+@click.option("--force", is_flag=True, help="Replace an existing zip at the target.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def import_signed(
+    name: str,
+    files: tuple[Path, ...],
+    chain_file: Path,
+    out_dir: Path,
+    partial: bool,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Bring in the component certificates an enterprise CA signed from <name>_csrs.zip.
+
+    FILES are certificates in any order and common form (PEM, DER, PKCS#7) or zips of them.
+    Each is matched to its component by public key and checked: the identity (URI SAN and
+    OU), serverAuth + clientAuth, not a CA, chains to --chain. Every problem is listed and
+    nothing is imported until all are right, unless --partial. When nothing is pending any
+    more, <name>_certs.zip is written.
+    """
+    with _service() as service:
+        result = service.import_signed(
+            DeploymentName(name),
+            [_supplied(path) for path in files],
+            _supplied(chain_file),
+            out_dir,
+            partial=partial,
+            force=force,
+        )
+    _print_import(result, as_json)
+
+
+def _print_import(result: ImportResult, as_json: bool) -> None:
+    path = result.package_path.resolve() if result.package_path else None
+    if as_json:
+        output.emit_json(
+            {
+                "package": path,
+                "imported": ["ca" if c is None else c.folder for c in result.imported],
+                "warnings": list(result.warnings),
+                "problems": list(result.problems),
+                "deployment": result.deployment,
+            }
+        )
+        return
+    for warning in result.warnings:
+        click.echo(f"certserver: warning: {output.printable(warning)}", err=True)
+    for problem in result.problems:
+        click.echo(f"certserver: left pending: {output.printable(problem)}", err=True)
+    view = result.deployment
+    imported = ", ".join("deployment CA" if c is None else c.folder for c in result.imported)
+    click.echo(f"Imported into deployment {view.name}: {imported}")
+    if path is not None:
+        click.echo(output.fields([("Package", str(path))]))
+        click.echo(_components_table(view))
+    else:
+        pending = ", ".join("deployment CA" if c is None else c.folder for c in view.pending)
+        click.echo(f"Still pending: {pending} (the package is written once all are imported)")
 
 
 def _components_table(view: DeploymentView) -> str:

@@ -152,7 +152,9 @@ def _summary(item: Report) -> str:
     kind = str(item["kind"])
     if kind == "certificate":
         identity = item.get("identity") or {}
-        who = identity.get("spiffe_id") or ("CA " + item["subject"] if item["self_signed"] else "")
+        who = identity.get("spiffe_id") or item["subject"]
+        if not identity and item["self_signed"]:
+            who = "self-signed " + who
         return f"certificate {who}, {item['key']} bits, not after {item['not_after']}"
     if kind == "private-key":
         return f"private key, {item['key']} bits"

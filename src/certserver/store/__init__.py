@@ -4,14 +4,24 @@ from certserver.store.repository import (
     AuthorityRecord,
     CertificateRecord,
     DeploymentRecord,
+    DeploymentState,
     DeploymentSummary,
+    PendingKeyRecord,
+    Status,
     Store,
+    TrustKind,
+    TrustRecord,
 )
 
 __all__ = [
     "AuthorityRecord",
     "CertificateRecord",
     "DeploymentRecord",
+    "DeploymentState",
     "DeploymentSummary",
+    "PendingKeyRecord",
+    "Status",
     "Store",
+    "TrustKind",
+    "TrustRecord",
 ]

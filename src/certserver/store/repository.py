@@ -6,8 +6,8 @@ import contextlib
 import datetime as dt
 import enum
 import json
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -25,6 +25,7 @@ from certserver.errors import (
     CertserverError,
     DeploymentExists,
     DeploymentNotFound,
+    InvalidInput,
     StoreCorrupt,
     StoreError,
     StoreLocked,
@@ -34,8 +35,16 @@ from certserver.files import create_secret_file
 from certserver.hosts import Host
 from certserver.identity import Ccid, Component, DeploymentName
 from certserver.keys import KeySpec
+from certserver.profiles import CaMode
 from certserver.store import migrate
-from certserver.store.tables import authorities, certificates, deployments, store_meta
+from certserver.store.tables import (
+    authorities,
+    certificates,
+    deployments,
+    pending_keys,
+    store_meta,
+    trust_certificates,
+)
 
 
 class Status(enum.StrEnum):
@@ -45,7 +54,18 @@ class Status(enum.StrEnum):
     ISSUED = "issued"  # signed for a key held elsewhere (sign-csr); not in the package
 
 
+class DeploymentState(enum.StrEnum):
+    READY = "ready"  # its package can be made
+    PENDING = "pending"  # waiting for certificates an enterprise CA signs
+
+
+class TrustKind(enum.StrEnum):
+    ANCHOR = "anchor"
+    INTERMEDIATE = "intermediate"
+
+
 ACTIVE = Status.ACTIVE
+_CA_ROLE = "ca"
 _BACKENDS = ("sqlite", "postgresql")
 _LOCK = 0x63657274  # pg advisory lock id for schema changes ("cert")
 _MASTER_KEY_ID = "master_key_id"
@@ -77,6 +97,25 @@ class CertificateRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingKeyRecord:
+    """A key certserver made, and its CSR, waiting for an enterprise CA's certificate."""
+
+    component: Component | None  # None: the deployment CA's key
+    public_key_sha256: str
+    csr_der: bytes
+    key_sealed: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TrustRecord:
+    """One of an enterprise's certificates a deployment's chain goes through."""
+
+    kind: TrustKind
+    cert_der: bytes
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
 class DeploymentRecord:
     name: DeploymentName
     ccid: Ccid
@@ -84,8 +123,21 @@ class DeploymentRecord:
     key_spec: KeySpec
     package_version: int
     created_at: dt.datetime
-    authority: AuthorityRecord
+    #: The deployment CA certserver holds the key of (None: pending, or enterprise-leaf).
+    authority: AuthorityRecord | None
     certificates: tuple[CertificateRecord, ...]
+    ca_mode: CaMode = CaMode.CERTSERVER
+    state: DeploymentState = DeploymentState.READY
+    validity_days: int | None = None
+    hosts: Mapping[Component, tuple[Host, ...]] = field(default_factory=dict)
+    trust: tuple[TrustRecord, ...] = ()
+    pending: tuple[PendingKeyRecord, ...] = ()
+
+    def anchors(self) -> tuple[TrustRecord, ...]:
+        return tuple(t for t in self.trust if t.kind is TrustKind.ANCHOR)
+
+    def intermediates(self) -> tuple[TrustRecord, ...]:
+        return tuple(t for t in self.trust if t.kind is TrustKind.INTERMEDIATE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +147,8 @@ class DeploymentSummary:
     key_spec: KeySpec
     created_at: dt.datetime
     next_expiry: dt.datetime | None
+    ca_mode: CaMode = CaMode.CERTSERVER
+    state: DeploymentState = DeploymentState.READY
 
 
 class Store:
@@ -191,7 +245,7 @@ class Store:
         return found is not None
 
     def add_deployment(self, connection: Connection, record: DeploymentRecord) -> None:
-        """Insert a deployment with its authority and certificates on ``connection``."""
+        """Insert a deployment with everything it holds on ``connection``."""
         try:
             deployment_key = connection.execute(
                 sa.insert(deployments).values(
@@ -201,32 +255,128 @@ class Store:
                     key_type=record.key_spec.value,
                     package_version=record.package_version,
                     created_at=record.created_at,
+                    ca_mode=record.ca_mode,
+                    state=record.state,
+                    validity_days=record.validity_days,
+                    hosts=_hosts_json(record.hosts),
                 )
             ).inserted_primary_key
         except IntegrityError:
             raise DeploymentExists(f"deployment {record.name} already exists") from None
         assert deployment_key is not None
         deployment_id = deployment_key[0]
-        ca = record.authority
-        authority_key = connection.execute(
-            sa.insert(authorities).values(
-                deployment_id=deployment_id,
-                serial=ca.serial,
-                fingerprint=ca.fingerprint,
-                subject=ca.subject,
-                cert_der=ca.cert_der,
-                key_sealed=ca.key_sealed,
-                not_before=ca.not_before,
-                not_after=ca.not_after,
-                status=ca.status,
+        if record.pending:
+            connection.execute(
+                sa.insert(pending_keys),
+                [
+                    {
+                        "deployment_id": deployment_id,
+                        "role": _role(item.component),
+                        "public_key_sha256": item.public_key_sha256,
+                        "csr_der": item.csr_der,
+                        "key_sealed": item.key_sealed,
+                    }
+                    for item in record.pending
+                ],
             )
-        ).inserted_primary_key
-        assert authority_key is not None
-        authority_id = authority_key[0]
-        connection.execute(
-            sa.insert(certificates),
-            [_certificate_row(deployment_id, authority_id, cert) for cert in record.certificates],
+        self._add_signed(
+            connection, deployment_id, record.authority, record.trust, record.certificates
         )
+
+    def _add_signed(
+        self,
+        connection: Connection,
+        deployment_id: object,
+        authority: AuthorityRecord | None,
+        trust: Sequence[TrustRecord],
+        certs: Sequence[CertificateRecord],
+    ) -> None:
+        """Insert an authority, replace the trust rows, insert certificates (under that
+        authority, or under none when an enterprise CA signed them)."""
+        authority_id = None
+        if authority is not None:
+            authority_key = connection.execute(
+                sa.insert(authorities).values(
+                    deployment_id=deployment_id,
+                    serial=authority.serial,
+                    fingerprint=authority.fingerprint,
+                    subject=authority.subject,
+                    cert_der=authority.cert_der,
+                    key_sealed=authority.key_sealed,
+                    not_before=authority.not_before,
+                    not_after=authority.not_after,
+                    status=authority.status,
+                )
+            ).inserted_primary_key
+            assert authority_key is not None
+            authority_id = authority_key[0]
+        if trust:
+            connection.execute(
+                sa.delete(trust_certificates).where(
+                    trust_certificates.c.deployment_id == deployment_id
+                )
+            )
+            connection.execute(
+                sa.insert(trust_certificates),
+                [
+                    {
+                        "deployment_id": deployment_id,
+                        "kind": item.kind,
+                        "position": position,
+                        "fingerprint": item.fingerprint,
+                        "cert_der": item.cert_der,
+                    }
+                    for position, item in enumerate(trust)
+                ],
+            )
+        if certs:
+            connection.execute(
+                sa.insert(certificates),
+                [_certificate_row(deployment_id, authority_id, cert) for cert in certs],
+            )
+
+    def import_signed(
+        self,
+        connection: Connection,
+        name: DeploymentName,
+        *,
+        authority: AuthorityRecord | None,
+        trust: Sequence[TrustRecord],
+        certs: Sequence[CertificateRecord],
+        resolved: Sequence[Component | None],
+    ) -> DeploymentState:
+        """Record on ``connection`` what an enterprise CA signed for a pending deployment:
+        the ``resolved`` pending keys become ``certs`` (and ``authority``). The deployment is
+        ready once no key is pending.
+        """
+        row = connection.execute(
+            sa.select(deployments.c.id, deployments.c.state)
+            .where(deployments.c.name == name.value)
+            .with_for_update()
+        ).one_or_none()
+        if row is None:
+            raise DeploymentNotFound(f"no deployment named {name}")
+        if row.state != DeploymentState.PENDING:
+            raise InvalidInput(f"deployment {name} has nothing pending to import")
+        roles = [_role(component) for component in resolved]
+        removed = connection.execute(
+            sa.delete(pending_keys).where(
+                pending_keys.c.deployment_id == row.id, pending_keys.c.role.in_(roles)
+            )
+        ).rowcount
+        if removed != len(roles):
+            raise InvalidInput(f"deployment {name} changed meanwhile; run the import again")
+        self._add_signed(connection, row.id, authority, trust, certs)
+        left = connection.scalar(
+            sa.select(sa.func.count())
+            .select_from(pending_keys)
+            .where(pending_keys.c.deployment_id == row.id)
+        )
+        state = DeploymentState.PENDING if left else DeploymentState.READY
+        connection.execute(
+            sa.update(deployments).where(deployments.c.id == row.id).values(state=state)
+        )
+        return state
 
     @contextlib.contextmanager
     def _decoding(self, what: str) -> Iterator[None]:
@@ -252,6 +402,8 @@ class Store:
                     authorities.c.deployment_id == row.id, authorities.c.status == ACTIVE
                 )
             )
+            if authority_id is None:
+                raise InvalidInput(f"deployment {name} has no CA of certserver's to sign with")
             values = _certificate_row(row.id, authority_id, record)
             values.update(key_sealed=None, status=Status.ISSUED)  # the key is not ours to keep
             connection.execute(sa.insert(certificates).values(**values))
@@ -271,11 +423,21 @@ class Store:
                 sa.select(authorities).where(
                     authorities.c.deployment_id == row.id, authorities.c.status == ACTIVE
                 )
-            ).one()
+            ).one_or_none()
             certs = connection.execute(
                 sa.select(certificates)
                 .where(certificates.c.deployment_id == row.id, certificates.c.status == ACTIVE)
                 .order_by(certificates.c.id)
+            ).all()
+            trust = connection.execute(
+                sa.select(trust_certificates)
+                .where(trust_certificates.c.deployment_id == row.id)
+                .order_by(trust_certificates.c.kind, trust_certificates.c.position)
+            ).all()
+            pending = connection.execute(
+                sa.select(pending_keys)
+                .where(pending_keys.c.deployment_id == row.id)
+                .order_by(pending_keys.c.id)
             ).all()
         return DeploymentRecord(
             name=DeploymentName(row.name),
@@ -284,17 +446,22 @@ class Store:
             key_spec=KeySpec(row.key_type),
             package_version=row.package_version,
             created_at=row.created_at,
-            authority=AuthorityRecord(
-                cert_der=ca.cert_der,
-                key_sealed=ca.key_sealed,
-                serial=ca.serial,
-                fingerprint=ca.fingerprint,
-                subject=ca.subject,
-                not_before=ca.not_before,
-                not_after=ca.not_after,
-                status=Status(ca.status),
-            ),
+            authority=None if ca is None else _authority(ca),
             certificates=tuple(_certificate(cert) for cert in certs),
+            ca_mode=CaMode(row.ca_mode),
+            state=DeploymentState(row.state),
+            validity_days=row.validity_days,
+            hosts=_hosts_from_json(row.hosts),
+            trust=tuple(TrustRecord(TrustKind(t.kind), t.cert_der, t.fingerprint) for t in trust),
+            pending=tuple(
+                PendingKeyRecord(
+                    component=None if p.role == _CA_ROLE else Component.from_folder(p.role),
+                    public_key_sha256=p.public_key_sha256,
+                    csr_der=p.csr_der,
+                    key_sealed=p.key_sealed,
+                )
+                for p in pending
+            ),
         )
 
     def list_deployments(self) -> Sequence[DeploymentSummary]:
@@ -317,6 +484,8 @@ class Store:
                     deployments.c.ccid,
                     deployments.c.key_type,
                     deployments.c.created_at,
+                    deployments.c.ca_mode,
+                    deployments.c.state,
                     expiry.label("next_expiry"),
                 ).order_by(deployments.c.name)
             ).all()
@@ -327,6 +496,8 @@ class Store:
                 key_spec=KeySpec(row.key_type),
                 created_at=row.created_at,
                 next_expiry=_aware(row.next_expiry),
+                ca_mode=CaMode(row.ca_mode),
+                state=DeploymentState(row.state),
             )
             for row in rows
         ]
@@ -348,6 +519,37 @@ def _certificate_row(
         "not_after": cert.not_after,
         "status": cert.status,
     }
+
+
+def _role(component: Component | None) -> str:
+    return _CA_ROLE if component is None else component.folder
+
+
+def _hosts_json(hosts: Mapping[Component, Sequence[Host]]) -> str:
+    return json.dumps({c.folder: [h.text for h in names] for c, names in hosts.items()})
+
+
+def _hosts_from_json(text: str | None) -> dict[Component, tuple[Host, ...]]:
+    if not text:
+        return {}
+    return {
+        Component.from_folder(folder): tuple(Host.parse(name) for name in names)
+        for folder, names in json.loads(text).items()
+    }
+
+
+def _authority(ca: sa.Row[tuple[object, ...]]) -> AuthorityRecord:
+    m = ca._mapping
+    return AuthorityRecord(
+        cert_der=m["cert_der"],
+        key_sealed=m["key_sealed"],
+        serial=m["serial"],
+        fingerprint=m["fingerprint"],
+        subject=m["subject"],
+        not_before=m["not_before"],
+        not_after=m["not_after"],
+        status=Status(m["status"]),
+    )
 
 
 def _certificate(row: sa.Row[tuple[object, ...]]) -> CertificateRecord:

@@ -70,6 +70,10 @@ deployments = Table(
     Column("key_type", String(16), nullable=False),
     Column("package_version", Integer, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    Column("ca_mode", String(32), nullable=False, server_default="certserver"),
+    Column("state", String(16), nullable=False, server_default="ready"),
+    Column("validity_days", Integer, nullable=True),  # of component certificates
+    Column("hosts", Text, nullable=True),  # JSON {component folder: [host, ...]}
 )
 
 authorities = Table(
@@ -92,7 +96,8 @@ certificates = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("deployment_id", ForeignKey("deployments.id", ondelete="CASCADE"), nullable=False),
-    Column("authority_id", ForeignKey("authorities.id"), nullable=False),
+    # None: signed by an enterprise CA (enterprise-leaf), whose certificate is a trust row
+    Column("authority_id", ForeignKey("authorities.id"), nullable=True),
     Column("component", String(16), nullable=False),
     Column("serial", String(42), nullable=False),
     Column("fingerprint", String(64), nullable=False, unique=True),
@@ -103,4 +108,30 @@ certificates = Table(
     Column("not_after", UtcDateTime, nullable=False),
     Column("status", String(16), nullable=False),
     UniqueConstraint("authority_id", "serial", name="uq_certificates_authority_serial"),
+)
+
+#: Keys made by certserver whose certificate an enterprise CA has yet to sign.
+pending_keys = Table(
+    "pending_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("deployment_id", ForeignKey("deployments.id", ondelete="CASCADE"), nullable=False),
+    Column("role", String(16), nullable=False),  # "ca" or a component folder
+    Column("public_key_sha256", String(64), nullable=False),
+    Column("csr_der", LargeBinary, nullable=False),
+    Column("key_sealed", LargeBinary, nullable=False),
+    UniqueConstraint("deployment_id", "role", name="uq_pending_keys_deployment_role"),
+)
+
+#: An enterprise's trust anchors and intermediates for a deployment, in chain order.
+trust_certificates = Table(
+    "trust_certificates",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("deployment_id", ForeignKey("deployments.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),  # "anchor" or "intermediate"
+    Column("position", Integer, nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("cert_der", LargeBinary, nullable=False),
+    UniqueConstraint("deployment_id", "kind", "position", name="uq_trust_certificates_position"),
 )
