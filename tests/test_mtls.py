@@ -13,32 +13,14 @@ from certserver.authority import CertificateAuthority
 from certserver.errors import FileProblem, PeerRefused, RefusalReason
 from certserver.identity import Ccid, Component, DeploymentName, Identity
 from certserver.keys import KeySpec
-from certserver.mtls import ComponentCredentials, PeerCheck
+from certserver.mtls import ComponentCredentials
 from certserver.profiles import DEFAULT_ORGANIZATION
 
 from .conftest import LOOPBACK_HOSTS, Extracted
 from .tls_tools import connect, serve_once, write_folder
+from .tls_tools import handshake as _handshake
 
 CCM, CCO = Component.CCM, Component.CCO
-
-
-def _handshake(
-    server: ComponentCredentials, client: ComponentCredentials, check: PeerCheck | None = None
-) -> tuple[object, str | None, str | None, object]:
-    """(server's check result, server handshake error, client error, client's view of server)."""
-    check = check or server.peer_check(allowed=set(Component))
-    port, outcome, thread = serve_once(server.server_context(), check.verify)
-    tls, client_error = connect(client.client_context(), port)
-    server_identity: object = None
-    if tls is not None:
-        try:
-            server_identity = client.peer_check(allowed={CCM}).verify(tls)
-        except PeerRefused as exc:
-            server_identity = exc
-        tls.close()
-    thread.join(20)
-    assert outcome.done.is_set()
-    return outcome.checked, outcome.handshake_error, client_error, server_identity
 
 
 def test_same_deployment_handshake_gives_both_identities(alpha: Extracted) -> None:

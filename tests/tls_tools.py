@@ -12,8 +12,10 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from certserver.errors import PeerRefused
 from certserver.identity import Component
 from certserver.keys import PrivateKey, to_pkcs8_pem
+from certserver.mtls import ComponentCredentials, PeerCheck
 from certserver.pem import certificates_pem
 
 
@@ -82,3 +84,23 @@ def write_folder(
     (folder / component.key_file).write_bytes(to_pkcs8_pem(key))
     (folder / component.ca_file).write_bytes(certificates_pem(anchors))
     return folder
+
+
+def handshake(
+    server: ComponentCredentials, client: ComponentCredentials, check: PeerCheck | None = None
+) -> tuple[object, str | None, str | None, object]:
+    """One loopback connection from ``client`` to ``server``: (the server's check result,
+    the server's handshake error, the client's error, the client's view of the server)."""
+    check = check or server.peer_check(allowed=set(Component))
+    port, outcome, thread = serve_once(server.server_context(), check.verify)
+    tls, client_error = connect(client.client_context(), port)
+    server_identity: object = None
+    if tls is not None:
+        try:
+            server_identity = client.peer_check(allowed={Component.CCM}).verify(tls)
+        except PeerRefused as exc:
+            server_identity = exc
+        tls.close()
+    thread.join(20)
+    assert outcome.done.is_set()
+    return outcome.checked, outcome.handshake_error, client_error, server_identity

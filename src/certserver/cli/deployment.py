@@ -126,13 +126,14 @@ def create(
             output.emit_json({"csr": path, "deployment": view})
             return
         click.echo(f"Created deployment {view.name}, pending its enterprise CA")
-        click.echo(output.fields([("CCID", view.ccid.value), ("CSR", str(path))]))
-        command = "import-ca NAME --cert SIGNED" if view.pending == (None,) else "import-signed"
+        label = "CSR" if view.ca_mode is CaMode.ENTERPRISE_INTERMEDIATE else "CSRs"
+        click.echo(output.fields([("CCID", view.ccid.value), (label, str(path))]))
+        if view.ca_mode is CaMode.ENTERPRISE_INTERMEDIATE:
+            then = f"import-ca {view.name} --cert SIGNED_CA --chain CHAIN"
+        else:
+            then = f"import-signed {view.name} SIGNED_FILE_OR_ZIP... --chain CHAIN"
         click.echo(
-            f"\nHave the enterprise CA sign {path.name}, then run: certserver deployment "
-            + command.replace("NAME", view.name.value)
-            + (f" {view.name} FILE_OR_ZIP..." if command == "import-signed" else "")
-            + " --chain CHAIN"
+            f"\nHave the enterprise CA sign {path.name}, then run: certserver deployment {then}"
         )
         return
     if as_json:
