@@ -91,6 +91,12 @@ class RefusalReason(enum.StrEnum):
     NO_IDENTITY = "no-identity"
     OTHER_DEPLOYMENT = "other-deployment"
     COMPONENT_NOT_ALLOWED = "component-not-allowed"
+    # the handshake itself failed on the peer's certificate
+    UNKNOWN_CA = "unknown-ca"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not-yet-valid"
+    REVOKED = "revoked"
+    HANDSHAKE_FAILED = "handshake-failed"  # anything else: protocol version, bad signature
 
 
 class PeerRefused(CertserverError):

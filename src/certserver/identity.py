@@ -113,9 +113,14 @@ class Component(enum.Enum):
         return None if self.is_broker else "chain.crt"
 
     @property
+    def links_file(self) -> str | None:
+        """The linked deployments this component accepts (federation); the broker has none."""
+        return None if self.is_broker else "links.json"
+
+    @property
     def file_names(self) -> frozenset[str]:
         """Every file the component's folder may hold."""
-        names = (self.cert_file, self.key_file, self.ca_file, self.chain_file)
+        names = (self.cert_file, self.key_file, self.ca_file, self.chain_file, self.links_file)
         return frozenset(name for name in names if name)
 
     @property

@@ -15,14 +15,17 @@ enterprise root signs both, so call it on every connection::
 from __future__ import annotations
 
 import os
+import socket
 import ssl
 import tempfile
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 from cryptography import x509
 
+from certserver.access import AccessPolicy
 from certserver.errors import (
     CertserverError,
     FileProblem,
@@ -30,6 +33,7 @@ from certserver.errors import (
     PeerRefused,
     RefusalReason,
 )
+from certserver.federation import read_links_json
 from certserver.identity import Ccid, Component, Identity
 
 
@@ -56,18 +60,24 @@ def identity_in(extensions: x509.Extensions) -> Identity:
     return Identity.from_spiffe_id(uris[0])
 
 
+_NO_LINKS: Mapping[Ccid, frozenset[bytes]] = MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True)
 class PeerCheck:
-    """Accepts a peer only with this deployment's CCID and an allowed component.
+    """Accepts a peer only with this deployment's CCID (or a linked one) and an allowed
+    component.
 
     ``issuers`` (key identifiers of this deployment's CAs) also pins who issued the peer's
     certificate, so a CA of another deployment under the same root cannot mint a
-    certificate that claims this CCID.
+    certificate that claims this CCID. ``linked`` maps each linked deployment's CCID to its
+    issuers in the same way (federation: see :mod:`certserver.federation`).
     """
 
     ccid: Ccid
     allowed: frozenset[Component]
     issuers: frozenset[bytes] = frozenset()
+    linked: Mapping[Ccid, frozenset[bytes]] = field(default_factory=lambda: _NO_LINKS)
 
     def verify(self, connection: ssl.SSLSocket | ssl.SSLObject) -> Identity:
         """The identity of the peer of a completed handshake, or :class:`PeerRefused`."""
@@ -87,17 +97,21 @@ class PeerCheck:
             identity = identity_of(cert)
         except IdentityError as exc:
             raise PeerRefused(RefusalReason.NO_IDENTITY, f"peer refused: {exc}") from None
-        if identity.ccid != self.ccid:
+        if identity.ccid == self.ccid:
+            pins, whose = self.issuers, "this deployment's"
+        elif identity.ccid in self.linked:
+            pins, whose = self.linked[identity.ccid], "the linked deployment's"
+        else:
+            linked = " or a linked one" if self.linked else ""
             raise PeerRefused(
                 RefusalReason.OTHER_DEPLOYMENT,
                 f"peer refused: {identity.spiffe_id} belongs to deployment {identity.ccid}, "
-                f"not this deployment ({self.ccid})",
+                f"not this deployment ({self.ccid}){linked}",
             )
-        if self.issuers and authority_key_id(cert) not in self.issuers:
+        if pins and authority_key_id(cert) not in pins:
             raise PeerRefused(
                 RefusalReason.OTHER_DEPLOYMENT,
-                f"peer refused: {identity.spiffe_id} was issued by a CA that is not this "
-                "deployment's",
+                f"peer refused: {identity.spiffe_id} was issued by a CA that is not {whose}",
             )
         if identity.component not in self.allowed:
             allowed = ", ".join(sorted(c.folder for c in self.allowed)) or "none"
@@ -107,6 +121,62 @@ class PeerCheck:
                 f"(allowed: {allowed})",
             )
         return identity
+
+    def wrap(
+        self,
+        context: ssl.SSLContext,
+        sock: socket.socket,
+        *,
+        server_side: bool,
+        server_hostname: str | None = None,
+    ) -> tuple[ssl.SSLSocket, Identity]:
+        """Handshake on ``sock`` and check the peer: the TLS socket and the peer's identity,
+        or :class:`PeerRefused` with the reason (unknown CA, expired, revoked, other
+        deployment, component not allowed, ...). The socket is closed on a refusal."""
+        try:
+            tls = context.wrap_socket(
+                sock, server_side=server_side, server_hostname=server_hostname
+            )
+        except ssl.SSLError as exc:
+            sock.close()
+            raise refusal_of(exc) from None
+        try:
+            return tls, self.verify(tls)
+        except PeerRefused:
+            tls.close()
+            raise
+
+
+_VERIFY_CODES = {
+    2: RefusalReason.UNKNOWN_CA,  # unable to get issuer certificate
+    7: RefusalReason.UNKNOWN_CA,  # signature failure: a namesake CA signed it
+    9: RefusalReason.NOT_YET_VALID,
+    10: RefusalReason.EXPIRED,
+    18: RefusalReason.UNKNOWN_CA,  # self-signed leaf
+    19: RefusalReason.UNKNOWN_CA,  # self-signed certificate in chain
+    20: RefusalReason.UNKNOWN_CA,  # unable to get local issuer certificate
+    21: RefusalReason.UNKNOWN_CA,
+    23: RefusalReason.REVOKED,
+}
+_ALERTS = {
+    "ALERT_UNKNOWN_CA": RefusalReason.UNKNOWN_CA,
+    "ALERT_BAD_CERTIFICATE": RefusalReason.UNKNOWN_CA,
+    "ALERT_CERTIFICATE_EXPIRED": RefusalReason.EXPIRED,
+    "ALERT_CERTIFICATE_REVOKED": RefusalReason.REVOKED,
+}
+
+
+def refusal_of(exc: ssl.SSLError) -> PeerRefused:
+    """The reason a handshake failed, from this side's verification or the peer's alert."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = _VERIFY_CODES.get(exc.verify_code, RefusalReason.HANDSHAKE_FAILED)
+        return PeerRefused(reason, f"peer refused: {exc.verify_message}")
+    name = str(exc.reason or "")
+    reason = next(
+        (r for alert, r in _ALERTS.items() if alert in name), RefusalReason.HANDSHAKE_FAILED
+    )
+    shown = name.lower().replace("_", " ") if name else type(exc).__name__
+    return PeerRefused(reason, f"handshake failed: {shown}")
 
 
 def authority_key_id(cert: x509.Certificate) -> bytes | None:
@@ -128,10 +198,20 @@ class ComponentCredentials:
     chain_file: Path | None
     #: The key identifier of the CA that issued this component's certificate.
     issuer_key_id: bytes | None = None
+    #: Linked deployments this component accepts (``links.json``): CCID -> issuer key ids.
+    linked: Mapping[Ccid, frozenset[bytes]] = field(default_factory=lambda: _NO_LINKS)
+    #: A CRL (PEM) of the issuing CA: peers whose certificate it lists are refused.
+    crl_file: Path | None = None
 
     @classmethod
-    def from_folder(cls, folder: Path, component: Component | None = None) -> ComponentCredentials:
-        """Read ``folder`` (e.g. ``ssl/ccm``); the component comes from the files if not given."""
+    def from_folder(
+        cls, folder: Path, component: Component | None = None, *, crl_file: Path | None = None
+    ) -> ComponentCredentials:
+        """Read ``folder`` (e.g. ``ssl/ccm``); the component comes from the files if not given.
+
+        With ``crl_file``, every peer certificate is checked against that CRL, and a peer
+        whose issuer has no CRL there is refused too.
+        """
         component = component or _component_in(folder)
         cert_file = folder / component.cert_file
         try:
@@ -156,12 +236,23 @@ class ComponentCredentials:
             ca_file=folder / component.ca_file,
             chain_file=chain if chain is not None and chain.exists() else None,
             issuer_key_id=authority_key_id(cert),
+            linked=_links_in(folder, component),
+            crl_file=crl_file,
         )
 
-    def peer_check(self, *, allowed: Collection[Component]) -> PeerCheck:
-        """The check for peers of this component: same CCID, same issuing CA, ``allowed``."""
+    def peer_check(
+        self,
+        *,
+        allowed: Collection[Component] | None = None,
+        policy: AccessPolicy | None = None,
+    ) -> PeerCheck:
+        """The check for peers of this component: this deployment's CCID (or a linked one),
+        the same issuing CA, and a component that ``allowed`` names, or else that
+        ``policy`` (default :meth:`AccessPolicy.default`) lets call this component."""
+        if allowed is None:
+            allowed = (policy or AccessPolicy.default()).allowed_for(self.identity.component)
         issuers = frozenset({self.issuer_key_id}) if self.issuer_key_id else frozenset()
-        return PeerCheck(self.identity.ccid, frozenset(allowed), issuers)
+        return PeerCheck(self.identity.ccid, frozenset(allowed), issuers, self.linked)
 
     def server_context(self) -> ssl.SSLContext:
         """TLS 1.2+, a client certificate required and verified against ``ca_file``."""
@@ -188,6 +279,12 @@ class ComponentCredentials:
             context.load_verify_locations(cafile=str(self.ca_file))
         except (OSError, ssl.SSLError) as exc:
             raise FileProblem(self.ca_file, f"cannot load trust anchors: {_reason(exc)}") from None
+        if self.crl_file is not None:
+            try:
+                context.load_verify_locations(cafile=str(self.crl_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise FileProblem(self.crl_file, f"cannot load the CRL: {_reason(exc)}") from None
+            context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
         self._load_chain(context)
 
     def _load_chain(self, context: ssl.SSLContext) -> None:
@@ -210,6 +307,19 @@ class ComponentCredentials:
             raise FileProblem(
                 self.key_file, f"cannot load key and certificate: {_reason(exc)}"
             ) from None
+
+
+def _links_in(folder: Path, component: Component) -> Mapping[Ccid, frozenset[bytes]]:
+    if component.links_file is None:
+        return _NO_LINKS
+    path = folder / component.links_file
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return _NO_LINKS
+    except OSError as exc:
+        raise FileProblem(path, f"cannot read: {exc.strerror}") from None
+    return MappingProxyType(read_links_json(data, str(path)))
 
 
 def _component_in(folder: Path) -> Component:

@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from certserver.clock import iso
+from certserver.federation import Link, links_json
 from certserver.identity import Ccid, Component, DeploymentName
 from certserver.keys import pem_from_pkcs8_der
 from certserver.pem import certificate_pem, certificates_pem
@@ -36,6 +37,7 @@ class FileKind(enum.Enum):
     PRIVATE_KEY = "private-key"
     TRUST_ANCHORS = "trust-anchors"
     CHAIN = "chain"
+    LINKS = "links"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,11 @@ class DeploymentMaterial:
     components: Sequence[ComponentMaterial]
     package_version: int = 1
     ca_mode: CaMode = CaMode.CERTSERVER
+    #: Linked deployments some components accept (federation).
+    links: Sequence[Link] = ()
+
+    def links_of(self, component: Component) -> list[Link]:
+        return [link for link in self.links if component in link.components]
 
     @property
     def file_name(self) -> str:
@@ -94,11 +101,15 @@ def serial_hex(cert: x509.Certificate) -> str:
 
 def members(material: DeploymentMaterial) -> list[Member]:
     """The files of a package, before the manifest, in path order."""
-    anchors_pem = certificates_pem(list(material.anchors))
     chain_pem = certificates_pem(list(material.intermediates))
     out: list[Member] = []
     for item in material.components:
         component, folder = item.component, item.component.folder
+        linked = material.links_of(component)
+        anchors = list(material.anchors)
+        for link in linked:
+            anchors += [c for c in link.bundle.anchors if c not in anchors]
+        anchors_pem = certificates_pem(anchors)
         out.append(
             Member(
                 f"{folder}/{component.cert_file}",
@@ -116,6 +127,15 @@ def members(material: DeploymentMaterial) -> list[Member]:
                 pem_from_pkcs8_der(item.key_pkcs8_der),
             )
         )
+        if linked and component.links_file:
+            out.append(
+                Member(
+                    f"{folder}/{component.links_file}",
+                    component,
+                    FileKind.LINKS,
+                    links_json(linked),
+                )
+            )
         if component.chain_file is None:
             out.append(
                 Member(
@@ -175,6 +195,15 @@ def manifest(material: DeploymentMaterial, files: Iterable[Member]) -> dict[str,
                 "not_after": iso(ca.not_valid_after_utc),
             }
             for ca in material.anchors
+        ],
+        "links": [
+            {
+                "deployment": link.bundle.name.value,
+                "ccid": link.bundle.ccid.value,
+                "components": sorted(c.folder for c in link.components),
+                "anchors_sha256": [fingerprint(ca) for ca in link.bundle.anchors],
+            }
+            for link in sorted(material.links, key=lambda link: link.bundle.ccid.value)
         ],
         "files": file_rows,
         "certificates": cert_rows,

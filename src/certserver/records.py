@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from certserver.authority import CertificateAuthority
 from certserver.csr import public_key_sha256
-from certserver.errors import InvalidInput, StoreCorrupt
+from certserver.errors import CertserverError, InvalidInput, StoreCorrupt
+from certserver.federation import Link, TrustBundle
 from certserver.hosts import Host
 from certserver.identity import Ccid, Component, DeploymentName
 from certserver.inspection import name_text
@@ -44,6 +45,14 @@ class ComponentView:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkView:
+    deployment: DeploymentName
+    ccid: Ccid
+    components: tuple[Component, ...]
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
 class DeploymentView:
     name: DeploymentName
     ccid: Ccid
@@ -61,6 +70,7 @@ class DeploymentView:
     state: DeploymentState = DeploymentState.READY
     #: What an enterprise CA has yet to sign: components, and None for the deployment CA.
     pending: tuple[Component | None, ...] = ()
+    links: tuple[LinkView, ...] = ()
 
 
 def seal_context(kind: str, ccid: Ccid, cert_fingerprint: str) -> bytes:
@@ -228,22 +238,12 @@ def _issuer(material: DeploymentMaterial) -> x509.Certificate:
 def to_material(record: DeploymentRecord, key: MasterKey, location: str) -> DeploymentMaterial:
     if record.state is DeploymentState.PENDING:
         raise InvalidInput(f"deployment {record.name} is {_waiting(record)}")
+    anchors, intermediates = chain_of(record, location)
     try:
-        authority = () if record.authority is None else (_load(record.authority.cert_der),)
-        anchors = tuple(_load(t.cert_der) for t in record.anchors())
-        intermediates = tuple(_load(t.cert_der) for t in record.intermediates())
         certs = [_load(c.cert_der) for c in record.certificates]
     except ValueError:
-        raise StoreCorrupt(
-            f"{location}: store is corrupt (deployment {record.name}: a certificate does not parse)"
-        ) from None
-    if record.ca_mode is CaMode.CERTSERVER:
-        anchors, intermediates = authority, ()
-    elif record.ca_mode is CaMode.ENTERPRISE_INTERMEDIATE:
-        intermediates = (*authority, *intermediates)
+        raise _corrupt(record, location) from None
     components = unseal_components(record, certs, key)
-    if not anchors:
-        raise StoreCorrupt(f"{location}: store is corrupt (deployment {record.name}: no CA)")
     return DeploymentMaterial(
         name=record.name,
         ccid=record.ccid,
@@ -254,6 +254,44 @@ def to_material(record: DeploymentRecord, key: MasterKey, location: str) -> Depl
         components=tuple(components),
         package_version=record.package_version,
         ca_mode=record.ca_mode,
+        links=links_of(record, location),
+    )
+
+
+def links_of(record: DeploymentRecord, location: str) -> tuple[Link, ...]:
+    try:
+        return tuple(
+            Link(TrustBundle.read(link.bundle_pem, "link"), frozenset(link.components))
+            for link in record.links
+        )
+    except CertserverError:
+        raise StoreCorrupt(
+            f"{location}: store is corrupt (deployment {record.name}: a link does not parse)"
+        ) from None
+
+
+def chain_of(
+    record: DeploymentRecord, location: str
+) -> tuple[tuple[x509.Certificate, ...], tuple[x509.Certificate, ...]]:
+    """A ready deployment's trust anchors and intermediates (issuer first), as packaged."""
+    try:
+        authority = () if record.authority is None else (_load(record.authority.cert_der),)
+        anchors = tuple(_load(t.cert_der) for t in record.anchors())
+        intermediates = tuple(_load(t.cert_der) for t in record.intermediates())
+    except ValueError:
+        raise _corrupt(record, location) from None
+    if record.ca_mode is CaMode.CERTSERVER:
+        anchors, intermediates = authority, ()
+    elif record.ca_mode is CaMode.ENTERPRISE_INTERMEDIATE:
+        intermediates = (*authority, *intermediates)
+    if not anchors:
+        raise StoreCorrupt(f"{location}: store is corrupt (deployment {record.name}: no CA)")
+    return anchors, intermediates
+
+
+def _corrupt(record: DeploymentRecord, location: str) -> StoreCorrupt:
+    return StoreCorrupt(
+        f"{location}: store is corrupt (deployment {record.name}: a certificate does not parse)"
     )
 
 
@@ -316,6 +354,10 @@ def to_view(record: DeploymentRecord) -> DeploymentView:
         ca_mode=record.ca_mode,
         state=record.state,
         pending=tuple(item.component for item in record.pending),
+        links=tuple(
+            LinkView(link.name, link.ccid, link.components, link.created_at)
+            for link in record.links
+        ),
     )
 
 

@@ -12,6 +12,7 @@ import click
 from certserver.cli.deployment import deployment
 from certserver.cli.inspect import inspect_command
 from certserver.cli.install import doctor_command, install_command
+from certserver.cli.link import link
 from certserver.cli.master_key import master_key
 from certserver.cli.output import printable
 from certserver.cli.sign import sign_csr_command
@@ -68,6 +69,7 @@ cli.add_command(master_key)
 cli.add_command(install_command)
 cli.add_command(doctor_command)
 cli.add_command(sign_csr_command)
+cli.add_command(link)
 
 
 def _terminate(signum: int, _frame: object) -> None:

@@ -79,8 +79,9 @@ def _folder(component: Component, folder: Path, owner: Owner | None) -> list[Fin
             Finding(Status.FAIL, f"{name} stray files", f"{folder} also holds {', '.join(extra)}")
         )
     names = [component.cert_file, component.key_file, component.ca_file]
-    if component.chain_file and (folder / component.chain_file).exists():
-        names.append(component.chain_file)
+    for optional in (component.chain_file, component.links_file):
+        if optional and (folder / optional).exists():
+            names.append(optional)
     for file_name in names:
         path = folder / file_name
         try:

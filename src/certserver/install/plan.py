@@ -132,8 +132,9 @@ def _files(
     package: OpenedPackage, component: Component, problems: list[str]
 ) -> tuple[PlannedFile, ...] | None:
     wanted = [component.cert_file, component.key_file, component.ca_file]
-    if component.chain_file and package.file(component, component.chain_file) is not None:
-        wanted.append(component.chain_file)
+    for optional in (component.chain_file, component.links_file):
+        if optional and package.file(component, optional) is not None:
+            wanted.append(optional)
     members = {name: package.file(component, name) for name in wanted}
     missing = [name for name, member in members.items() if member is None]
     if missing:

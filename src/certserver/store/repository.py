@@ -41,6 +41,7 @@ from certserver.store.tables import (
     authorities,
     certificates,
     deployments,
+    links,
     pending_keys,
     store_meta,
     trust_certificates,
@@ -116,6 +117,17 @@ class TrustRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkRecord:
+    """Components of a deployment that accept a linked deployment (by its trust bundle)."""
+
+    ccid: Ccid
+    name: DeploymentName
+    bundle_pem: bytes
+    components: tuple[Component, ...]
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
 class DeploymentRecord:
     name: DeploymentName
     ccid: Ccid
@@ -132,6 +144,7 @@ class DeploymentRecord:
     hosts: Mapping[Component, tuple[Host, ...]] = field(default_factory=dict)
     trust: tuple[TrustRecord, ...] = ()
     pending: tuple[PendingKeyRecord, ...] = ()
+    links: tuple[LinkRecord, ...] = ()
 
     def anchors(self) -> tuple[TrustRecord, ...]:
         return tuple(t for t in self.trust if t.kind is TrustKind.ANCHOR)
@@ -439,6 +452,9 @@ class Store:
                 .where(pending_keys.c.deployment_id == row.id)
                 .order_by(pending_keys.c.id)
             ).all()
+            linked = connection.execute(
+                sa.select(links).where(links.c.deployment_id == row.id).order_by(links.c.ccid)
+            ).all()
         return DeploymentRecord(
             name=DeploymentName(row.name),
             ccid=Ccid(row.ccid),
@@ -462,7 +478,69 @@ class Store:
                 )
                 for p in pending
             ),
+            links=tuple(
+                LinkRecord(
+                    ccid=Ccid(link.ccid),
+                    name=DeploymentName(link.name),
+                    bundle_pem=link.bundle_pem,
+                    components=tuple(Component.from_folder(c) for c in json.loads(link.components)),
+                    created_at=link.created_at,
+                )
+                for link in linked
+            ),
         )
+
+    def put_link(self, name: DeploymentName, link: LinkRecord) -> bool:
+        """Add (or replace) a link of deployment ``name``; True when it replaced one. The
+        package version goes up: the next package differs."""
+        with self.transaction() as connection:
+            deployment_id = self._bump(connection, name)
+            removed = connection.execute(
+                sa.delete(links).where(
+                    links.c.deployment_id == deployment_id, links.c.ccid == link.ccid.value
+                )
+            ).rowcount
+            connection.execute(
+                sa.insert(links).values(
+                    deployment_id=deployment_id,
+                    ccid=link.ccid.value,
+                    name=link.name.value,
+                    bundle_pem=link.bundle_pem,
+                    components=json.dumps([c.folder for c in link.components]),
+                    created_at=link.created_at,
+                )
+            )
+        return bool(removed)
+
+    def remove_link(self, name: DeploymentName, linked: str) -> LinkRecord | None:
+        """Remove the link to ``linked`` (a deployment name or CCID); the removed link."""
+        record = self.get_deployment(name)
+        found = next(
+            (link for link in record.links if linked in (link.ccid.value, link.name.value)), None
+        )
+        if found is None:
+            return None
+        with self.transaction() as connection:
+            deployment_id = self._bump(connection, name)
+            connection.execute(
+                sa.delete(links).where(
+                    links.c.deployment_id == deployment_id, links.c.ccid == found.ccid.value
+                )
+            )
+        return found
+
+    def _bump(self, connection: Connection, name: DeploymentName) -> object:
+        row = connection.execute(
+            sa.select(deployments.c.id).where(deployments.c.name == name.value)
+        ).one_or_none()
+        if row is None:
+            raise DeploymentNotFound(f"no deployment named {name}")
+        connection.execute(
+            sa.update(deployments)
+            .where(deployments.c.id == row.id)
+            .values(package_version=deployments.c.package_version + 1)
+        )
+        return row.id
 
     def list_deployments(self) -> Sequence[DeploymentSummary]:
         with self._decoding("deployments"):

@@ -135,3 +135,17 @@ trust_certificates = Table(
     Column("cert_der", LargeBinary, nullable=False),
     UniqueConstraint("deployment_id", "kind", "position", name="uq_trust_certificates_position"),
 )
+
+#: Components of a deployment that accept another deployment's identities (federation).
+links = Table(
+    "links",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("deployment_id", ForeignKey("deployments.id", ondelete="CASCADE"), nullable=False),
+    Column("ccid", String(36), nullable=False),  # the linked deployment's
+    Column("name", String(63), nullable=False),
+    Column("bundle_pem", LargeBinary, nullable=False),  # its trust bundle, PEM form
+    Column("components", Text, nullable=False),  # JSON [component folder, ...]
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("deployment_id", "ccid", name="uq_links_deployment_ccid"),
+)
