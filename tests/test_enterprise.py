@@ -194,6 +194,9 @@ def test_a_ca_that_expires_first_caps_the_component_certificates_with_a_warning(
         ("chain without its intermediate", "does not verify to the roots"),
         ("enterprise CA allows no CA below it", "does not verify to the roots"),
         ("chain without a root", "holds no self-signed root CA"),
+        ("no subjectKeyIdentifier", "has no subjectKeyIdentifier"),
+        ("no authorityKeyIdentifier", "has no authorityKeyIdentifier"),
+        ("wrong root, full chain in --cert", "does not verify to the roots"),
     ],
 )
 def test_a_wrongly_signed_intermediate_is_refused_and_nothing_changes(
@@ -216,7 +219,15 @@ def test_a_wrongly_signed_intermediate_is_refused_and_nothing_changes(
         chain = signer.chain(tmp_path / "c.pem")
     elif case == "chain without a root":
         chain = issuing.chain(tmp_path / "c.pem", with_root=False)
+    elif case == "no subjectKeyIdentifier":
+        extensions[2] = "subjectKeyIdentifier=none"
+    elif case == "no authorityKeyIdentifier":
+        extensions[3] = "authorityKeyIdentifier=none"
+    elif case == "wrong root, full chain in --cert":
+        chain = OpensslCA.root(tmp_path / "elsewhere", "Another Root").cert
     signed = signer.sign(csr, tmp_path / "signed.crt", *extensions)
+    if case == "wrong root, full chain in --cert":  # its own root there is not trusted
+        signed.write_bytes(signed.read_bytes() + issuing.chain(tmp_path / "full.pem").read_bytes())
     before = snapshot(out_dir, home)
     line = _refused(
         run, "deployment", "import-ca", "acme", "--cert", str(signed), "--chain", str(chain),
@@ -224,6 +235,7 @@ def test_a_wrongly_signed_intermediate_is_refused_and_nothing_changes(
     )  # fmt: skip
     assert expected in line
     assert str(signed) in line or str(chain) in line
+    assert "<Certificate" not in line and line.count(expected) == 1
     assert snapshot(out_dir, home) == before
     assert _show(run, "acme")["state"] == "pending"
 
@@ -457,7 +469,7 @@ def test_commands_of_the_wrong_kind_are_refused(run: Cli, out_dir: Path, tmp_pat
     line = _refused(run, "deployment", "import-signed", "inter", str(signed), *args)
     assert "import-signed is for --ca enterprise-leaf" in line
     line = _refused(run, "sign-csr", "leafy", "--component", "ccm", str(new_csr(tmp_path, "x")))
-    assert "waiting for enterprise-signed certificates" in line
+    assert "certserver holds no CA key for it" in line
     line = _refused(
         run, "deployment", "import-signed", "leafy", str(tmp_path / "missing.pem"), *args
     )
@@ -512,3 +524,112 @@ def test_both_flows_on_either_store(settings: object, tmp_path: Path) -> None:
             assert service.show_deployment(DeploymentName(name)).state is DeploymentState.READY
             file_name, data = service.package_bytes(DeploymentName(name))
             assert data == (out / file_name).read_bytes()
+
+
+def test_capping_holds_when_the_import_comes_later(settings: object, tmp_path: Path) -> None:
+    """The cap is whole days that fit before the CA's end, however late the import runs."""
+    import datetime as dt
+
+    from certserver.config import Settings
+
+    assert isinstance(settings, Settings)
+    root = OpensslCA.root(tmp_path / "corp")
+    out = tmp_path / "out"
+    out.mkdir()
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=5)
+    with CertServer(settings) as service:
+        service.create_deployment(
+            CreateRequest(
+                name=DeploymentName("late"), out_dir=out, ca_mode=CaMode.ENTERPRISE_INTERMEDIATE
+            )
+        )
+    signed = root.sign(out / "late_ca.csr", tmp_path / "late.crt", *CA_EXTENSIONS, days=100)
+    with CertServer(settings, clock=lambda: later) as service:
+        result = service.import_ca(
+            DeploymentName("late"),
+            Supplied(str(signed), signed.read_bytes()),
+            Supplied(str(root.cert), root.cert.read_bytes()),
+            out,
+        )
+        assert any("capped at 99 days" in warning for warning in result.warnings)
+        ca_end = _certs(signed)[0].not_valid_after_utc
+        assert all(c.not_after <= ca_end for c in result.deployment.components)
+
+
+def test_a_dropped_path_length_is_reported(run: Cli, out_dir: Path, tmp_path: Path) -> None:
+    root = OpensslCA.root(tmp_path / "corp")
+    csr = _create(run, out_dir, "acme", INTERMEDIATE)
+    extensions = ["basicConstraints=critical,CA:TRUE", *CA_EXTENSIONS[1:]]
+    signed = root.sign(csr, tmp_path / "acme_ca.crt", *extensions, days=1000)
+    done = run(
+        "deployment", "import-ca", "acme", "--cert", str(signed), "--chain", str(root.cert),
+        "--out", str(out_dir),
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert "did not keep pathLen 0" in done.output
+
+
+def test_two_issuing_cas_of_one_name_are_not_mixed_in_a_package(
+    run: Cli, out_dir: Path, tmp_path: Path
+) -> None:
+    root = OpensslCA.root(tmp_path / "corp")
+    first = root.subordinate(tmp_path / "one", "Issuing CA", pathlen=0)
+    namesake = root.subordinate(tmp_path / "two", "Issuing CA", pathlen=0)  # another key
+    csrs = _csrs(_create(run, out_dir, "beta", LEAF), tmp_path / "csrs")
+    signed = _sign_all(first, csrs, tmp_path / "signed")
+    signed[CCO] = namesake.sign(csrs[CCO], tmp_path / "cco-namesake.crt", copy=LEAF_COPY)
+    chain = tmp_path / "chain.pem"
+    chain.write_bytes(root.cert.read_bytes() + first.cert.read_bytes() + namesake.cert.read_bytes())
+    args = ["--chain", str(chain), "--out", str(out_dir)]
+    line = _refused(run, "deployment", "import-signed", "beta", *map(str, signed.values()), *args)
+    assert "more than one issuing CA" in line
+    # the same, one component at a time: the second issuer is refused against the first
+    assert run("deployment", "import-signed", "beta", str(signed[CCM]), *args).exit_code == 0
+    line = _refused(run, "deployment", "import-signed", "beta", str(signed[CCO]), *args)
+    assert "more than one issuing CA" in line
+    assert not (out_dir / "beta_certs.zip").exists()
+
+
+def test_a_certificate_with_an_unsupported_key_is_a_one_line_refusal(
+    run: Cli, out_dir: Path, tmp_path: Path
+) -> None:
+    key, cert = tmp_path / "sm2.key", tmp_path / "sm2.crt"
+    run_openssl("ecparam", "-name", "SM2", "-genkey", "-noout", "-out", str(key))
+    run_openssl(
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        str(key),
+        "-out",
+        str(cert),
+        "-days",
+        "3",
+        "-subj",
+        "/CN=sm2",
+    )
+    root = OpensslCA.root(tmp_path / "corp")
+    _create(run, out_dir, "beta", LEAF)
+    _create(run, out_dir, "acme", INTERMEDIATE)
+    args = ["--chain", str(root.cert), "--out", str(out_dir)]
+    line = _refused(run, "deployment", "import-signed", "beta", str(cert), *args)
+    assert "key algorithm certserver does not support" in line
+    line = _refused(run, "deployment", "import-ca", "acme", "--cert", str(cert), *args)
+    assert "none for the pending key" in line
+
+
+def test_a_partial_import_is_not_stopped_by_an_old_zip(
+    run: Cli, out_dir: Path, tmp_path: Path
+) -> None:
+    root = OpensslCA.root(tmp_path / "corp")
+    csrs = _csrs(_create(run, out_dir, "beta", LEAF), tmp_path / "csrs")
+    signed = _sign_all(root, csrs, tmp_path / "signed")
+    old = out_dir / "beta_certs.zip"
+    old.write_bytes(b"an old package")
+    args = ["--chain", str(root.cert), "--out", str(out_dir)]
+    assert run("deployment", "import-signed", "beta", str(signed[CCM]), *args).exit_code == 0
+    rest = [str(p) for c, p in signed.items() if c is not CCM]
+    line = _refused(run, "deployment", "import-signed", "beta", *rest, *args)
+    assert "already exists" in line and old.read_bytes() == b"an old package"
+    assert run("deployment", "import-signed", "beta", *rest, *args, "--force").exit_code == 0
+    assert zipfile.is_zipfile(old)

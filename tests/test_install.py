@@ -259,7 +259,7 @@ def _entry(name: str, mode: int = 0o100644) -> zipfile.ZipInfo:
         (
             "oversized",
             [(_entry("cco/chain.crt"), os.urandom(2 << 20))],
-            "more than a package file holds",
+            "more than certserver reads in one file",
         ),
     ],
 )

@@ -76,12 +76,12 @@ def read_members(
     except (zipfile.BadZipFile, ValueError, OSError):
         raise FileProblem(source, "not a readable zip") from None
     if len(infos) > MAX_MEMBERS:
-        raise FileProblem(source, f"zip has {len(infos)} entries, more than a package holds")
+        raise FileProblem(source, f"zip has {len(infos)} entries, more than certserver reads")
     seen: set[str] = set()
     for info in infos:
         _check_entry(info, source, seen, layout)
     if sum(info.file_size for info in infos) > MAX_TOTAL_SIZE:
-        raise FileProblem(source, "zip unpacks to more than a package holds")
+        raise FileProblem(source, "zip unpacks to more than certserver reads")
     members: dict[str, PackageMember] = {}
     for info in infos:
         if info.is_dir():
@@ -173,7 +173,7 @@ def _check_entry(
     if info.compress_type not in _ALLOWED_COMPRESSION:
         raise refuse("unsupported compression")
     if info.file_size > MAX_MEMBER_SIZE:
-        raise refuse(f"{info.file_size} bytes, more than a package file holds")
+        raise refuse(f"{info.file_size} bytes, more than certserver reads in one file")
     if info.file_size > 4096 and info.file_size > MAX_RATIO * max(info.compress_size, 1):
         raise refuse("over-compressed (a zip bomb?)")
     if not layout(name):

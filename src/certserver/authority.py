@@ -34,13 +34,8 @@ class CertificateAuthority:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "spec", spec_of(self.key))
-        try:
-            ski = self.certificate.extensions.get_extension_for_class(
-                x509.SubjectKeyIdentifier
-            ).value
-        except x509.ExtensionNotFound:  # an enterprise CA may leave it out
-            ski = x509.SubjectKeyIdentifier.from_public_key(self.key.public_key())
-        aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+        ski = self.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+        aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value)
         object.__setattr__(self, "_aki", aki)
 
     @classmethod

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from certserver.clock import iso
 from certserver.hosts import Host
 from certserver.identity import Ccid, Component, DeploymentName, Identity
-from certserver.keys import KeySpec, PrivateKey
+from certserver.keys import KeySpec, PrivateKey, public_key_sha256
 from certserver.profiles import (
     Organization,
     ca_extensions,
@@ -44,14 +44,6 @@ def csrs_file_name(name: DeploymentName) -> str:
 
 def csr_file_name(component: Component) -> str:
     return f"{component.folder}.csr"
-
-
-def public_key_sha256(public_key: object) -> str:
-    """SHA-256 of the DER SubjectPublicKeyInfo: how a signed certificate finds its key."""
-    der = public_key.public_bytes(  # type: ignore[attr-defined]
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return hashlib.sha256(der).hexdigest()
 
 
 def ca_csr(

@@ -8,23 +8,28 @@ them, and an import goes ahead only when there are none.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+from cryptography.x509.verification import (
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
 
-from certserver.clock import days_left
-from certserver.csr import public_key_sha256
 from certserver.errors import CertserverError
 from certserver.hosts import Host
 from certserver.identity import Ccid, Component, Identity
-from certserver.inspection import name_text
+from certserver.inspection import is_self_signed, name_text
+from certserver.keys import certificate_key_sha256
 from certserver.mtls import identity_of
+from certserver.verify import key_id_problems
 
 _T = TypeVar("_T", bound=x509.ExtensionType)
 _SHA256 = hashes.SHA256()
@@ -50,36 +55,52 @@ class Chain:
         return cls(tuple(anchors), tuple(intermediates))
 
     def with_intermediates(self, more: Iterable[x509.Certificate]) -> Chain:
+        """This chain and the CA certificates in ``more`` as intermediates; a root among
+        them is not trusted (only ``--chain`` names roots) and is left out."""
         known = {c.fingerprint(_SHA256) for c in (*self.anchors, *self.intermediates)}
-        extra = [c for c in more if c.fingerprint(_SHA256) not in known]
+        extra = [c for c in more if c.fingerprint(_SHA256) not in known and not is_self_signed(c)]
         return Chain(self.anchors, (*self.intermediates, *extra))
 
     def path_of(self, leaf: x509.Certificate, now: dt.datetime) -> tuple[x509.Certificate, ...]:
-        """The verified path from ``leaf`` (excluded) up to its anchor (included)."""
-        verifier = PolicyBuilder().store(Store(list(self.anchors))).time(now)
-        chain = verifier.build_client_verifier().verify(leaf, list(self.intermediates)).chain
-        return tuple(chain[1:])
+        """The verified path from ``leaf`` (excluded) up to its anchor (included).
 
-
-def is_self_signed(cert: x509.Certificate) -> bool:
-    if cert.subject != cert.issuer:
-        return False
-    try:
-        cert.verify_directly_issued_by(cert)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-        return False
-    return True
+        Only the chain is checked here (signatures, validity, the CAs' constraints); what
+        the leaf itself must carry is :func:`leaf_problems`'s.
+        """
+        verifier = (
+            PolicyBuilder()
+            .store(Store(list(self.anchors)))
+            .time(now)
+            .extension_policies(
+                ca_policy=ExtensionPolicy.webpki_defaults_ca(),
+                ee_policy=ExtensionPolicy.permit_all(),
+            )
+            .build_client_verifier()
+        )
+        return tuple(verifier.verify(leaf, list(self.intermediates)).chain[1:])
 
 
 def chain_problem(leaf: x509.Certificate, chain: Chain, now: dt.datetime, what: str) -> str | None:
-    """Why ``leaf`` does not verify to ``chain``'s anchors now, or None when it does."""
+    """Why ``leaf`` does not verify to ``chain``'s anchors now (the way certserver's mutual
+    TLS will check it), or None when it does."""
     if not chain.anchors:
         return f"{what} holds no self-signed root CA to trust"
     try:
-        chain.path_of(leaf, now)
+        path = chain.path_of(leaf, now)
     except (VerificationError, ValueError) as exc:
-        return f"does not verify to the roots in {what}: {exc}"
+        return f"does not verify to the roots in {what}: {verifier_message(exc)}"
+    missing = key_id_problems(leaf, path)
+    if missing:
+        return "; ".join(missing)
     return None
+
+
+_REPR = re.compile(r"\s*\(encountered processing <Certificate.*\)\s*$", re.DOTALL)
+
+
+def verifier_message(exc: Exception) -> str:
+    """cryptography's verification error without the Python reprs it appends."""
+    return _REPR.sub("", str(exc)) or type(exc).__name__
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,32 +120,40 @@ def check_signed_ca(
 ) -> CaCheck:
     """The deployment CA an enterprise signed: our key, a CA that may sign leaves, valid now,
     and long enough for the component certificates (else they are capped, with a warning)."""
-    if public_key_sha256(cert.public_key()) != expected_key:
+    if certificate_key_sha256(cert) != expected_key:
         return CaCheck(["is not a certificate for the deployment CA's pending key"])
     problems: list[str] = []
     warnings: list[str] = []
     constraints = _extension(cert, x509.BasicConstraints)
     if constraints is None or not constraints.ca:
         problems.append("is not a CA certificate (basicConstraints CA:TRUE is missing)")
+    elif constraints.path_length != 0:
+        warnings.append(
+            "the enterprise CA did not keep pathLen 0: the deployment CA could sign sub-CAs"
+        )
     usage = _extension(cert, x509.KeyUsage)
     if usage is None or not usage.key_cert_sign:
         problems.append("lacks keyUsage keyCertSign, so it may not sign certificates")
     elif not usage.crl_sign:
         warnings.append("lacks keyUsage cRLSign: certserver cannot sign this CA's CRLs")
+    if _extension(cert, x509.SubjectKeyIdentifier) is None:
+        problems.append("has no subjectKeyIdentifier, which strict TLS verification requires")
+    if _extension(cert, x509.AuthorityKeyIdentifier) is None:
+        problems.append("has no authorityKeyIdentifier, which strict TLS verification requires")
     if cert.subject != expected_subject:
         warnings.append(
             f"the enterprise CA changed the subject to {name_text(cert.subject)} "
             f"(asked for {name_text(expected_subject)})"
         )
     problems += _validity_problems(cert, now)
-    left = days_left(cert.not_valid_after_utc, now)
+    left = (cert.not_valid_after_utc - now) // dt.timedelta(days=1)  # whole days that fit
     if not problems and left < component_days:
         warnings.append(
             f"it expires on {cert.not_valid_after_utc:%Y-%m-%d}, so the component "
             f"certificates are capped at {left} days (asked for {component_days})"
         )
         component_days = left
-    if component_days < 1:
+    if not problems and component_days < 1:
         problems.append("expires in less than a day, too soon to issue certificates under it")
     return CaCheck(problems, warnings, component_days)
 
@@ -160,11 +189,12 @@ def match_leaves(
     chain: Chain,
     chain_source: str,
     now: dt.datetime,
-    imported: Iterable[x509.Certificate] = (),
+    imported: Sequence[x509.Certificate] = (),
 ) -> LeafMatch:
     """Match each signed certificate to its component by public key, and check it.
 
-    Certificates ``imported`` before are passed over, so an import can be run again.
+    Certificates ``imported`` before are passed over (an import can be run again), but they
+    must still verify to ``chain`` and come from the same issuing CA as the new ones.
     """
     by_key = {item.public_key_sha256: item for item in pending}
     found: dict[Component, list[tuple[str, x509.Certificate]]] = {}
@@ -176,8 +206,14 @@ def match_leaves(
         if fp in seen:
             continue
         seen.add(fp)
-        item = by_key.get(public_key_sha256(cert.public_key()))
-        if item is not None:
+        key = certificate_key_sha256(cert)
+        item = by_key.get(key) if key is not None else None
+        if key is None:
+            problems.append(
+                f"{source}: {name_text(cert.subject)} has a key algorithm certserver "
+                "does not support"
+            )
+        elif item is not None:
             found.setdefault(item.component, []).append((source, cert))
         elif _is_ca(cert):
             cas.append(cert)
@@ -186,8 +222,15 @@ def match_leaves(
                 f"{source}: {name_text(cert.subject)} matches no pending key of this deployment"
             )
     full_chain = chain.with_intermediates(cas)
+    issuers: dict[bytes, str] = {}  # the issuing CA's fingerprint -> where it was seen
+    for cert in imported:
+        issuer = _issuer_of(cert, full_chain, now)
+        if issuer is None:
+            problem = chain_problem(cert, full_chain, now, chain_source)
+            problems.append(f"a certificate imported before {problem}")
+        else:
+            issuers.setdefault(issuer.fingerprint(_SHA256), "the certificates imported before")
     good: list[Matched] = []
-    issuers: dict[x509.Name, str] = {}
     for component in sorted(found, key=lambda c: c.folder):
         certs = found[component]
         if len(certs) > 1:
@@ -195,7 +238,7 @@ def match_leaves(
             problems.append(f"{component}: more than one signed certificate ({sources})")
             continue
         source, cert = certs[0]
-        item = by_key[public_key_sha256(cert.public_key())]
+        item = by_key[certificate_key_sha256(cert) or ""]
         wrong = leaf_problems(cert, Identity(ccid, component), item.hosts, now)
         chained = chain_problem(cert, full_chain, now, chain_source)
         if chained is not None:
@@ -203,13 +246,25 @@ def match_leaves(
         if wrong:
             problems += [f"{source}: {component}: {problem}" for problem in wrong]
             continue
-        issuers.setdefault(cert.issuer, source)
+        issuer = _issuer_of(cert, full_chain, now)
+        assert issuer is not None  # it verified just above
+        issuers.setdefault(issuer.fingerprint(_SHA256), source)
         good.append(Matched(component, cert, source))
     if len(issuers) > 1:
-        names = "; ".join(name_text(issuer) for issuer in issuers)
-        problems.append(f"the certificates come from more than one issuing CA ({names})")
+        problems.append(
+            "the certificates come from more than one issuing CA (seen in "
+            + "; ".join(issuers.values())
+            + "): a deployment has one"
+        )
         good = []
     return LeafMatch(tuple(good), tuple(problems), tuple(cas))
+
+
+def _issuer_of(cert: x509.Certificate, chain: Chain, now: dt.datetime) -> x509.Certificate | None:
+    try:
+        return chain.path_of(cert, now)[0]
+    except (VerificationError, ValueError):
+        return None
 
 
 def leaf_problems(

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import warnings
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
 from certserver.archive import open_package
 from certserver.clock import days_left, iso
 from certserver.errors import CertserverError, FileProblem
-from certserver.keys import describe
+from certserver.keys import describe, public_key_sha256
 from certserver.mtls import identity_in
 from certserver.package import fingerprint, serial_hex
 from certserver.pem import ParseError, parse
@@ -101,7 +100,7 @@ def certificate(cert: x509.Certificate, now: dt.datetime) -> Report:
         "kind": "certificate",
         "subject": name_text(cert.subject),
         "issuer": name_text(cert.issuer),
-        "self_signed": cert.subject == cert.issuer,
+        "self_signed": is_self_signed(cert),
         "serial": serial_hex(cert),
         "serial_bits": cert.serial_number.bit_length(),
         "not_before": iso(not_before),
@@ -135,12 +134,16 @@ def private_key(key: object) -> Report:
     return {
         "kind": "private-key",
         "key": str(describe(key)),
-        "public_key_sha256": _spki_sha256(public),
+        "public_key_sha256": public_key_sha256(public),
     }
 
 
 def public_key(key: object) -> Report:
-    return {"kind": "public-key", "key": str(describe(key)), "public_key_sha256": _spki_sha256(key)}
+    return {
+        "kind": "public-key",
+        "key": str(describe(key)),
+        "public_key_sha256": public_key_sha256(key),
+    }
 
 
 def _package(data: bytes, source: str, now: dt.datetime) -> Report:
@@ -237,13 +240,17 @@ def _extension(ext: x509.Extension[x509.ExtensionType]) -> Report:
     return {"name": name, "critical": ext.critical, "value": text}
 
 
+def is_self_signed(cert: x509.Certificate) -> bool:
+    """Issued by itself: the same name, and its own key verifies the signature."""
+    if cert.subject != cert.issuer:
+        return False
+    try:
+        cert.verify_directly_issued_by(cert)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
 def _signature_name(cert: x509.Certificate) -> str:
     oid = cert.signature_algorithm_oid
     return oid._name if oid._name != "Unknown OID" else oid.dotted_string
-
-
-def _spki_sha256(key: object) -> str:
-    der = key.public_bytes(  # type: ignore[attr-defined]
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return hashlib.sha256(der).hexdigest()

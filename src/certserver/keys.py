@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import base64
 import enum
+import hashlib
 import textwrap
 from dataclasses import dataclass
 
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
@@ -91,6 +94,24 @@ def spec_of(key: PrivateKey) -> KeySpec:
         return table[(info.algorithm, info.size)]
     except KeyError:
         raise InvalidInput(f"unsupported key type {info}") from None
+
+
+def public_key_sha256(public_key: object) -> str:
+    """SHA-256 of the DER SubjectPublicKeyInfo: how a key, its CSR and its certificate are
+    matched."""
+    der = public_key.public_bytes(  # type: ignore[attr-defined]
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).hexdigest()
+
+
+def certificate_key_sha256(cert: x509.Certificate) -> str | None:
+    """:func:`public_key_sha256` of a certificate's key; None for an algorithm certserver
+    does not support (SM2, a broken key)."""
+    try:
+        return public_key_sha256(cert.public_key())
+    except (UnsupportedAlgorithm, ValueError):
+        return None
 
 
 def to_pkcs8_der(key: PrivateKey) -> bytes:

@@ -13,14 +13,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from certserver.authority import CertificateAuthority
-from certserver.csr import public_key_sha256
 from certserver.errors import CertserverError, InvalidInput, StoreCorrupt
 from certserver.federation import Link, TrustBundle
 from certserver.hosts import Host
 from certserver.identity import Ccid, Component, DeploymentName
 from certserver.inspection import name_text
-from certserver.keys import KeySpec, PrivateKey, from_pkcs8_der, to_pkcs8_der
+from certserver.keys import KeySpec, PrivateKey, from_pkcs8_der, public_key_sha256, to_pkcs8_der
 from certserver.masterkey import MasterKey
+from certserver.mtls import authority_key_id
 from certserver.package import ComponentMaterial, DeploymentMaterial, fingerprint, serial_hex
 from certserver.profiles import CaMode
 from certserver.store import (
@@ -373,10 +373,21 @@ def _issuer_view(record: DeploymentRecord) -> tuple[str, str, dt.datetime] | Non
         certs = [_load(t.cert_der) for t in record.trust]
     except ValueError:
         return None
-    issuer = next((c for c in certs if c.subject == leaf.issuer), None)
+    aki = authority_key_id(leaf)
+    issuer = next(
+        (c for c in certs if aki is not None and _subject_key_id(c) == aki),
+        next((c for c in certs if c.subject == leaf.issuer), None),
+    )
     if issuer is None:
         return None
     return name_text(issuer.subject), fingerprint(issuer), issuer.not_valid_after_utc
+
+
+def _subject_key_id(cert: x509.Certificate) -> bytes | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except x509.ExtensionNotFound:
+        return None
 
 
 def der(cert: x509.Certificate) -> bytes:
@@ -386,7 +397,7 @@ def der(cert: x509.Certificate) -> bytes:
 def authority_of(record: DeploymentRecord, key: MasterKey, location: str) -> CertificateAuthority:
     """The deployment's CA with its private key unsealed (only for signing, in memory)."""
     if record.authority is None:
-        if record.state is DeploymentState.PENDING:
+        if record.ca_mode is not CaMode.ENTERPRISE_LEAF:
             raise InvalidInput(f"deployment {record.name} is {_waiting(record)}")
         raise InvalidInput(
             f"deployment {record.name}'s certificates are signed by an enterprise CA; "

@@ -26,7 +26,6 @@ from certserver.csr import (
     component_csr,
     csr_pem,
     csrs_file_name,
-    public_key_sha256,
 )
 from certserver.enterprise import Chain, PendingLeaf, chain_problem, check_signed_ca, match_leaves
 from certserver.errors import (
@@ -41,8 +40,13 @@ from certserver.federation import TrustBundle, issuer_key_ids
 from certserver.files import StagedFile, check_writable_dir
 from certserver.hosts import Host
 from certserver.identity import Ccid, Component, DeploymentName, Identity
-from certserver.inspection import name_text
-from certserver.keys import KeySpec, PrivateKey, profile_spec, to_pkcs8_der
+from certserver.keys import (
+    KeySpec,
+    PrivateKey,
+    certificate_key_sha256,
+    profile_spec,
+    to_pkcs8_der,
+)
 from certserver.masterkey import MasterKey
 from certserver.opening import master_key_for, never_created, open_store
 from certserver.package import ComponentMaterial, DeploymentMaterial, fingerprint, serial_hex
@@ -203,17 +207,19 @@ class CertServer:
         _expect_pending(record, CaMode.ENTERPRISE_INTERMEDIATE, "import-ca")
         target = _check_target(out_dir, package.package_file_name(name), force=force)
         pending = record.pending[0]
-        found = _certificates(signed)
-        mine = [c for c in found if public_key_sha256(c.public_key()) == pending.public_key_sha256]
+        found = _certificates(signed, keys_refused=True)
+        mine = [c for c in found if certificate_key_sha256(c) == pending.public_key_sha256]
         if not mine:
             raise FileProblem(
                 signed.source,
                 f"holds {_count(found)}, none for the pending key of deployment {name}'s CA",
             )
         ca_cert = mine[0]
-        trust = Chain.of(_certificates(chain)).with_intermediates(
+        trust = Chain.of(_certificates(chain, keys_refused=True)).with_intermediates(
             c for c in found if c is not ca_cert
         )
+        if not trust.anchors:
+            raise FileProblem(chain.source, "holds no self-signed root CA to trust")
         now = self._now()
         check = check_signed_ca(
             ca_cert,
@@ -227,13 +233,10 @@ class CertServer:
         ca = CertificateAuthority(unseal_pending(pending, record.ccid, key), ca_cert)
         components = self._issue_all(ca, record, now, check.component_days)
         under_ca = Chain(trust.anchors, (ca_cert, *trust.intermediates))
-        problems = [
-            f"{item.component} certificate under it {problem}"
-            for item in components
-            if (problem := chain_problem(item.certificate, under_ca, now, chain.source))
-        ]
-        if problems:
-            raise ImportRefused(signed.source, problems)
+        # every component certificate has the same chain: one check says it for all
+        problem = chain_problem(components[0].certificate, under_ca, now, chain.source)
+        if problem is not None:
+            raise ImportRefused(signed.source, [f"certificates issued under it {problem}"])
         path = under_ca.path_of(components[0].certificate, now)
         material = _material(record, path, components)
         authority = authority_record(ca_cert, to_pkcs8_der(ca.key), record.ccid, key)
@@ -272,14 +275,14 @@ class CertServer:
         store, key = self._open(create=False)
         record = store.get_deployment(name)
         _expect_pending(record, CaMode.ENTERPRISE_LEAF, "import-signed")
-        target = _check_target(out_dir, package.package_file_name(name), force=force)
+        check_writable_dir(out_dir)
         certs_in: list[tuple[str, x509.Certificate]] = []
         problems: list[str] = []
         for supplied in inputs:
             found, wrong = _signed_certificates(supplied)
             certs_in += found
             problems += wrong
-        trust = Chain.of(_certificates(chain))
+        trust = Chain.of(_certificates(chain, keys_refused=True))
         now = self._now()
         pending = [
             PendingLeaf(p.component, p.public_key_sha256, tuple(record.hosts.get(p.component, ())))
@@ -291,18 +294,6 @@ class CertServer:
         trust = trust.with_intermediates(match.extra_intermediates)
         problems += match.problems
         good = list(match.good)
-        if good:
-            if earlier and earlier[0].issuer != good[0].certificate.issuer:
-                problems.append(
-                    f"{good[0].source}: signed by {name_text(good[0].certificate.issuer)}, "
-                    f"not by the CA of the certificates imported before"
-                )
-                good = []
-            problems += [
-                f"{cert_record.component} (imported before) {problem}"
-                for cert_record, cert in zip(record.certificates, earlier, strict=True)
-                if (problem := chain_problem(cert, trust, now, chain.source))
-            ]
         if not good and not problems:
             problems.append("no certificate for any pending key was given")
         if problems and (not partial or not good):
@@ -318,6 +309,9 @@ class CertServer:
         ]
         path = trust.path_of(fresh[0].certificate, now)
         complete = len(fresh) == len(pending)
+        target = out_dir / package.package_file_name(name)
+        if complete:  # a partial import writes no package, so an old one is no obstacle
+            _check_target(out_dir, target.name, force=force)
         data: bytes | None = None
         material = _material(record, path, fresh)
         if complete:
@@ -641,12 +635,15 @@ def _expect_pending(record: DeploymentRecord, mode: CaMode, command: str) -> Non
         raise InvalidInput(f"deployment {record.name} has nothing pending to import")
 
 
-def _certificates(supplied: Supplied) -> list[x509.Certificate]:
-    """The certificates in a file the user gave; FileProblem when there are none."""
+def _certificates(supplied: Supplied, *, keys_refused: bool = False) -> list[x509.Certificate]:
+    """The certificates in a file the user gave; FileProblem when there are none (or, with
+    ``keys_refused``, when it also holds a private key, which has no business there)."""
     try:
         found = parse(supplied.data)
     except ParseError as exc:
         raise FileProblem(supplied.source, str(exc)) from None
+    if keys_refused and (found.private_keys or found.encrypted_keys):
+        raise FileProblem(supplied.source, "holds a private key; give certificates only")
     if not found.certificates:
         raise FileProblem(supplied.source, f"holds {found.describe()}, expected certificates")
     return found.certificates

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -17,6 +18,7 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 from certserver.clock import days_left
 from certserver.errors import CertserverError
 from certserver.identity import Ccid, Component, Identity
+from certserver.inspection import is_self_signed, name_text
 from certserver.keys import PrivateKey
 from certserver.mtls import identity_of
 from certserver.pem import ParseError, parse
@@ -113,10 +115,37 @@ def _chain(
     moment = min(max(now, leaf.not_valid_before_utc), leaf.not_valid_after_utc)
     try:
         verifier = PolicyBuilder().store(Store(anchors)).time(moment).build_client_verifier()
-        verifier.verify(leaf, intermediates)
+        path = verifier.verify(leaf, intermediates).chain[1:]
     except (VerificationError, ValueError) as exc:
         return Status.FAIL, "chain", f"does not verify to {files.component.ca_file}: {exc}"
+    missing = key_id_problems(leaf, path)
+    if missing:
+        return Status.FAIL, "chain", "; ".join(missing)
     return Status.PASS, "chain", f"verifies to {files.component.ca_file}"
+
+
+def key_id_problems(leaf: x509.Certificate, path: Sequence[x509.Certificate]) -> list[str]:
+    """What OpenSSL's strict verification (``VERIFY_X509_STRICT``, which certserver's mutual
+    TLS uses) refuses in a chain that cryptography's verifier accepts: a CA without a
+    subjectKeyIdentifier, a certificate below its root without an authorityKeyIdentifier."""
+    problems = []
+    for cert in (leaf, *path):
+        subject = name_text(cert.subject) or "the leaf"
+        if cert is not leaf and not _has(cert, x509.SubjectKeyIdentifier):
+            problems.append(f"{subject} has no subjectKeyIdentifier (strict TLS refuses it)")
+        if not is_self_signed(cert) and not _has(cert, x509.AuthorityKeyIdentifier):
+            problems.append(f"{subject} has no authorityKeyIdentifier (strict TLS refuses it)")
+    return problems
+
+
+def _has(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> bool:
+    try:
+        cert.extensions.get_extension_for_class(kind)
+    except x509.ExtensionNotFound:
+        return False
+    except (ValueError, x509.DuplicateExtension):
+        return False
+    return True
 
 
 def _expiry(leaf: x509.Certificate, now: dt.datetime) -> tuple[Status, str, str]:
