@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from certserver.cli.demo import demo_command
 from certserver.cli.deployment import deployment
 from certserver.cli.inspect import inspect_command
 from certserver.cli.install import doctor_command, install_command
@@ -70,6 +71,7 @@ cli.add_command(install_command)
 cli.add_command(doctor_command)
 cli.add_command(sign_csr_command)
 cli.add_command(link)
+cli.add_command(demo_command)
 
 
 def _terminate(signum: int, _frame: object) -> None:
