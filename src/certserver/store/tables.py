@@ -149,3 +149,33 @@ links = Table(
     Column("created_at", UtcDateTime, nullable=False),
     UniqueConstraint("deployment_id", "ccid", name="uq_links_deployment_ccid"),
 )
+
+#: Who may use the service: API tokens (their SHA-256 only) and client certificates (their
+#: fingerprint), each with a role.
+credentials = Table(
+    "credentials",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("credential_id", String(32), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),  # "token" or "client-cert"
+    Column("name", String(64), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("secret_sha256", String(64), nullable=False, unique=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=True),
+    Column("revoked_at", UtcDateTime, nullable=True),
+)
+
+#: Every change and every package download: who, what, when, from where, and the result.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False, index=True),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(128), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("result", String(64), nullable=False),
+    Column("detail", Text, nullable=False),
+)
