@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from certserver.cli.client_cert import client_cert
 from certserver.cli.deployment import deployment
 from certserver.cli.inspect import inspect_command
 from certserver.cli.install import doctor_command, install_command
@@ -68,6 +69,7 @@ cli.add_command(master_key)
 cli.add_command(install_command)
 cli.add_command(doctor_command)
 cli.add_command(sign_csr_command)
+cli.add_command(client_cert)
 
 
 def _terminate(signum: int, _frame: object) -> None:
