@@ -161,26 +161,42 @@ def test_a_port_that_is_not_an_https_connector_is_refused(
     assert snapshot(home) == before
 
 
-def test_older_connector_attributes_are_kept_in_their_style(
+def test_older_connector_attributes_move_to_sslhostconfig(
     run: Cli, tmp_path: Path, inputs: dict[str, Path]
 ) -> None:
+    """Tomcat 10.1 ignores the older TLS attributes on the Connector (test_client_cert_tomcat
+    shows it): they move into SSLHostConfig, renamed; the keystore ones are replaced."""
     home = _home(tmp_path, "older-attributes.xml")
     server_xml = home / "conf" / "server.xml"
     original = server_xml.read_bytes()
     result = _install(run, inputs, "--tomcat-home", str(home))
     assert result.exit_code == 0, result.output
+    assert (
+        "moved its older TLS attributes (clientAuth, sslProtocol, keystoreFile, " in result.output
+    )
     connector = _connector(server_xml, "8443")
+    assert connector.attrib == {
+        "port": "8443",
+        "protocol": "org.apache.coyote.http11.Http11NioProtocol",
+        "maxThreads": "150",
+        "SSLEnabled": "true",
+        "scheme": "https",
+        "secure": "true",
+    }
+    host = connector.find("SSLHostConfig")
+    assert host is not None
+    assert host.attrib == {"sslProtocol": "TLS", "certificateVerification": "none"}
+    certificate = host.find("Certificate")
+    assert certificate is not None
     ssl = home / "conf" / "ssl"
-    assert connector.get("SSLCertificateFile") == str(ssl / "certificate.crt")
-    assert connector.get("SSLCertificateKeyFile") == str(ssl / "certificate.key")
-    assert connector.get("SSLCertificateChainFile") == str(ssl / "cacertificate.crt")
-    for gone in ("keystoreFile", "keystorePass", "keyAlias"):
-        assert gone not in connector.attrib
-    assert connector.get("clientAuth") == "false" and connector.get("sslProtocol") == "TLS"
-    assert connector.find("SSLHostConfig") is None
+    assert certificate.get("certificateFile") == str(ssl / "certificate.crt")
+    assert certificate.get("certificateChainFile") == str(ssl / "cacertificate.crt")
     # lines before and after the connector are untouched
     old_lines, new_lines = original.decode().splitlines(), server_xml.read_text().splitlines()
     assert old_lines[:4] == new_lines[:4] and old_lines[-5:] == new_lines[-5:]
+    assert '               maxThreads="150" SSLEnabled="true" scheme="https" secure="true">' in (
+        new_lines
+    )
 
 
 def test_xml_special_characters_in_the_keystore_password(
@@ -374,9 +390,9 @@ def test_a_linked_ssl_folder_is_refused_and_ssl_dir_chooses_another(
     elsewhere = tmp_path / "client-ssl"
     done = _install(run, inputs, "--tomcat-home", str(home), "--ssl-dir", str(elsewhere))
     assert done.exit_code == 0, done.output
-    assert _connector(home / "conf" / "server.xml", "8443").get("SSLCertificateFile") == str(
-        elsewhere / "certificate.crt"
-    )
+    certificate = _connector(home / "conf" / "server.xml", "8443").find("SSLHostConfig/Certificate")
+    assert certificate is not None
+    assert certificate.get("certificateFile") == str(elsewhere / "certificate.crt")
     assert list(component.iterdir()) == []
 
 
@@ -500,7 +516,8 @@ def test_keytool_lists_the_keystore_and_the_truststore(
     password_file = ssl / "keystore.password"
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
     password = password_file.read_text().strip()
-    assert _connector(home / "conf" / "server.xml", "8443").get("keystorePass") == password
+    certificate = _connector(home / "conf" / "server.xml", "8443").find("SSLHostConfig/Certificate")
+    assert certificate is not None and certificate.get("certificateKeystorePassword") == password
     store = _keytool(
         "-list", "-v", "-keystore", str(ssl / "keystore.p12"), "-storetype", "PKCS12",
         "-storepass:file", str(password_file),

@@ -14,7 +14,7 @@ import pytest
 from certserver.pem import certificate_pem, parse
 
 from .conftest import Cli, snapshot
-from .tomcat_tools import PrivateTomcat, https_get, served_chain
+from .tomcat_tools import OLDER_SERVER_XML, PrivateTomcat, https_get, served_chain
 from .webcert_tools import TwoLevel, ca, fingerprint, leaf, scrambled_bundle, two_level
 
 pytestmark = pytest.mark.integration
@@ -114,4 +114,42 @@ def test_a_pkcs12_keystore_with_xml_special_characters_in_its_password(
         fingerprint(other.leaf.cert),
         fingerprint(other.intermediate.cert),
     ]
-    del pki
+
+
+def test_tomcat_10_1_fails_a_connector_with_the_older_attributes(
+    tmp_path: Path, tomcat: PrivateTomcat, pki: TwoLevel
+) -> None:
+    """Why an install moves them: left on the Connector, they are not read at all."""
+    ssl = tomcat.base / "conf" / "ssl"
+    certificate = (
+        f'SSLCertificateFile="{ssl / "certificate.crt"}" '
+        f'SSLCertificateKeyFile="{ssl / "certificate.key"}"'
+    )
+    tomcat.configure(OLDER_SERVER_XML.format(port=tomcat.port, certificate=certificate))
+    with pytest.raises(AssertionError, match="HTTPS connector failed"):
+        tomcat.restart()
+    log = tomcat.console.read_text()
+    assert "failed to set property [SSLCertificateFile]" in log
+    assert "No SSLHostConfig element was found with the hostName [_default_]" in log
+    del tmp_path, pki
+
+
+def test_an_older_style_connector_is_moved_to_sslhostconfig_and_served(
+    run: Cli, tmp_path: Path, tomcat: PrivateTomcat, pki: TwoLevel
+) -> None:
+    certificate = 'keystoreFile="conf/old.jks" keystorePass="changeit" keyAlias="tomcat"'
+    tomcat.configure(OLDER_SERVER_XML.format(port=tomcat.port, certificate=certificate))
+    cert, key = pki.leaf.write(tmp_path, "server")
+    bundle = tmp_path / "bundle.crt"
+    bundle.write_bytes(scrambled_bundle(pki))
+    result = run(
+        "client-cert", "install", "--cert", str(cert), "--key", str(key),
+        "--ca-bundle", str(bundle), "--tomcat-home", str(tomcat.base), "--owner", "tomcat",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "moved its older TLS attributes" in result.output
+    tomcat.restart()
+    assert served_chain(tomcat.port) == [
+        fingerprint(pki.leaf.cert),
+        fingerprint(pki.intermediate.cert),
+    ]

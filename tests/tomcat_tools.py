@@ -48,6 +48,24 @@ SERVER_XML = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
+#: The same instance configured the way Tomcat 7-9 allowed: TLS attributes on the Connector.
+OLDER_SERVER_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<Server port="-1" shutdown="SHUTDOWN">
+  <Listener className="org.apache.catalina.security.SecurityListener" />
+  <Service name="Catalina">
+    <Connector port="{port}" address="127.0.0.1"
+               protocol="org.apache.coyote.http11.Http11NioProtocol"
+               SSLEnabled="true" scheme="https" secure="true" maxThreads="4"
+               clientAuth="false" sslProtocol="TLS"
+               {certificate} />
+    <Engine name="Catalina" defaultHost="localhost">
+      <Host name="localhost" appBase="webapps" unpackWARs="false" autoDeploy="false" />
+    </Engine>
+  </Service>
+</Server>
+"""
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -161,6 +179,13 @@ class PrivateTomcat:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
+
+    def configure(self, server_xml: str) -> None:
+        """Replace server.xml (owned by tomcat, as the instance's files are)."""
+        path = self.base / "conf" / "server.xml"
+        path.write_text(server_xml)
+        tomcat = pwd.getpwnam("tomcat")
+        os.chown(path, tomcat.pw_uid, tomcat.pw_gid)
 
     def restart(self) -> None:
         self.stop()

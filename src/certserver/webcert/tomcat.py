@@ -31,10 +31,55 @@ KEYSTORE_ATTRS = (
     "certificateKeyAlias",
 )
 _KEY_PASSWORD = ("certificateKeyPassword", "certificateKeystoreProvider")
-# the older attributes, on the Connector itself
-OLD_PEM_ATTRS = ("SSLCertificateFile", "SSLCertificateKeyFile", "SSLCertificateChainFile")
-OLD_KEYSTORE_ATTRS = ("keystoreFile", "keystorePass", "keystoreType", "keyAlias")
-_OLD_KEY_PASSWORD = ("keyPass", "SSLPassword", "keystoreProvider")
+# The older TLS attributes on the Connector itself. Tomcat 10.1 no longer reads them (it
+# logs "failed to set property" and the connector fails for want of an SSLHostConfig), so a
+# connector that uses them is moved to SSLHostConfig / Certificate, which Tomcat 8.5 and
+# later read: the certificate ones are replaced by ours, these move over renamed.
+_OLDER_CERTIFICATE_ATTRS = (
+    "SSLCertificateFile",
+    "SSLCertificateKeyFile",
+    "SSLCertificateChainFile",
+    "SSLPassword",
+    "keystoreFile",
+    "keystorePass",
+    "keystoreType",
+    "keystoreProvider",
+    "keyAlias",
+    "keyPass",
+)
+_OLDER_HOST_ATTRS = {
+    "sslProtocol": "sslProtocol",
+    "sslEnabledProtocols": "protocols",
+    "SSLProtocol": "protocols",
+    "ciphers": "ciphers",
+    "SSLCipherSuite": "ciphers",
+    "clientAuth": "certificateVerification",
+    "SSLVerifyClient": "certificateVerification",
+    "SSLVerifyDepth": "certificateVerificationDepth",
+    "trustMaxCertLength": "certificateVerificationDepth",
+    "truststoreFile": "truststoreFile",
+    "truststorePass": "truststorePassword",
+    "truststoreType": "truststoreType",
+    "truststoreProvider": "truststoreProvider",
+    "truststoreAlgorithm": "truststoreAlgorithm",
+    "SSLCACertificateFile": "caCertificateFile",
+    "SSLCACertificatePath": "caCertificatePath",
+    "crlFile": "certificateRevocationListFile",
+    "SSLCARevocationFile": "certificateRevocationListFile",
+    "SSLHonorCipherOrder": "honorCipherOrder",
+    "useServerCipherSuitesOrder": "honorCipherOrder",
+    "sessionCacheSize": "sessionCacheSize",
+    "sessionTimeout": "sessionTimeout",
+}
+_VERIFICATION = {
+    "true": "required",
+    "yes": "required",
+    "require": "required",
+    "want": "optional",
+    "false": "none",
+    "no": "none",
+}
+_DEFAULT_HOST = {"protocols": "TLSv1.2+TLSv1.3"}
 
 
 @dataclass(frozen=True)
@@ -192,18 +237,24 @@ def _point(
     connector = doc.nodes[index]
     port = connector.get("port", "?")
     hosts = [i for i in _children(doc, index) if doc.nodes[i].tag == "SSLHostConfig"]
-    old_style = any(name in connector.attrib for name in _old_names())
-    if not hosts and old_style:
-        values, remove = _old_values(target)
-        set_attributes(index, values, remove)
-        return f"connector on port {port}: set {', '.join(values)} (older Connector attributes)"
+    older = [
+        name
+        for name in connector.attrib
+        if name in _OLDER_CERTIFICATE_ATTRS or name in _OLDER_HOST_ATTRS
+    ]
     if not hosts:
-        markup = _host_config_markup(target)
-        _insert_child(doc, index, markup, edits)
-        inserted[index + 1] = [
-            ("SSLHostConfig", {"protocols": "TLSv1.2+TLSv1.3"}),
-            ("Certificate", _new_values(target)[0]),
-        ]
+        host_attributes = _moved_host_attributes(connector) if older else dict(_DEFAULT_HOST)
+        certificate = _new_values(target)[0]
+        if older:
+            set_attributes(index, {}, older)
+        _insert_child(doc, index, _host_config_markup(host_attributes, certificate), edits)
+        inserted[index + 1] = [("SSLHostConfig", host_attributes), ("Certificate", certificate)]
+        if older:
+            return (
+                f"connector on port {port}: moved its older TLS attributes "
+                f"({', '.join(older)}) to SSLHostConfig and Certificate (Tomcat 10.1 ignores "
+                "them on the Connector)"
+            )
         return f"connector on port {port}: added SSLHostConfig and Certificate"
     host = _default_host(doc, index, hosts, source)
     certificates = [i for i in _children(doc, host) if doc.nodes[i].tag == "Certificate"]
@@ -250,10 +301,6 @@ def _default_host(doc: _Doc, connector: int, hosts: list[int], source: Path) -> 
     return named[0]
 
 
-def _old_names() -> tuple[str, ...]:
-    return OLD_PEM_ATTRS + OLD_KEYSTORE_ATTRS + _OLD_KEY_PASSWORD
-
-
 def _new_values(target: Target) -> tuple[dict[str, str], tuple[str, ...]]:
     if isinstance(target, PemFiles):
         values = {"certificateFile": str(target.certificate), "certificateKeyFile": str(target.key)}
@@ -274,24 +321,16 @@ def _new_values(target: Target) -> tuple[dict[str, str], tuple[str, ...]]:
     return values, remove
 
 
-def _old_values(target: Target) -> tuple[dict[str, str], tuple[str, ...]]:
-    if isinstance(target, PemFiles):
-        values = {
-            "SSLCertificateFile": str(target.certificate),
-            "SSLCertificateKeyFile": str(target.key),
-        }
-        remove: tuple[str, ...] = OLD_KEYSTORE_ATTRS + _OLD_KEY_PASSWORD
-        if target.chain is not None:
-            values["SSLCertificateChainFile"] = str(target.chain)
-        else:
-            remove += ("SSLCertificateChainFile",)
-        return values, remove
-    return {
-        "keystoreFile": str(target.keystore),
-        "keystorePass": target.password,
-        "keystoreType": "PKCS12",
-        "keyAlias": target.alias,
-    }, OLD_PEM_ATTRS + _OLD_KEY_PASSWORD
+def _moved_host_attributes(connector: etree._Element) -> dict[str, str]:
+    moved: dict[str, str] = {}
+    for old, new in _OLDER_HOST_ATTRS.items():
+        value = connector.get(old)
+        if value is None or new in moved:
+            continue
+        if new == "certificateVerification":
+            value = _VERIFICATION.get(value.strip().lower(), value)
+        moved[new] = value
+    return moved
 
 
 def _attribute_edits(
@@ -336,6 +375,8 @@ def _insert_child(
     body = "".join(doc.newline + inner + line for line in markup)
     if tag.self_closing:
         close = doc.text.rfind("/>", tag.start, tag.start_tag_end)
+        while doc.text[close - 1].isspace():
+            close -= 1
         edits.append(
             (close, tag.start_tag_end, ">" + body + doc.newline + indent + f"</{tag.name}>")
         )
@@ -348,10 +389,11 @@ def _certificate_markup(values: dict[str, str]) -> list[str]:
     return [f"<Certificate {attributes} />"]
 
 
-def _host_config_markup(target: Target) -> list[str]:
+def _host_config_markup(host: dict[str, str], certificate: dict[str, str]) -> list[str]:
+    attributes = "".join(f' {k}="{xmltext.escape(v)}"' for k, v in host.items())
     return [
-        '<SSLHostConfig protocols="TLSv1.2+TLSv1.3">',
-        *[_INDENT + line for line in _certificate_markup(_new_values(target)[0])],
+        f"<SSLHostConfig{attributes}>",
+        *[_INDENT + line for line in _certificate_markup(certificate)],
         "</SSLHostConfig>",
     ]
 
@@ -388,12 +430,12 @@ def _new_connector(
         f"<Connector {' '.join(pairs[:2])}",
         f"{align}{' '.join(pairs[2:6])}",
         f"{align}{pairs[6]}>",
-        *[_INDENT + x for x in _host_config_markup(target)],
+        *[_INDENT + x for x in _host_config_markup(_DEFAULT_HOST, _new_values(target)[0])],
     ]
     lines.append("</Connector>")
     new = [
         ("Connector", _connector_attributes(port)),
-        ("SSLHostConfig", {"protocols": "TLSv1.2+TLSv1.3"}),
+        ("SSLHostConfig", dict(_DEFAULT_HOST)),
         ("Certificate", _new_values(target)[0]),
     ]
     if engine is not None:
