@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -411,3 +412,56 @@ def test_default_rsa_on_request(run: Cli, tmp_path: Path) -> None:
     assert cert.public_key().key_size == 2048  # type: ignore[union-attr]
     usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
     assert usage.key_encipherment and usage.digital_signature
+
+
+def _on_a_terminal(args: list[str], answer: str) -> tuple[int, str, str]:
+    """Run the real command with a pseudo-terminal as stdin; type ``answer`` at its prompt."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import time
+
+    from .conftest import certserver_script
+
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        [certserver_script(), *args], stdin=slave, stderr=slave, stdout=subprocess.PIPE
+    )
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 30
+    while b"passphrase for" not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if ready:
+            seen += os.read(master, 1024)
+    os.write(master, answer.encode() + b"\r")
+    stdout, _ = process.communicate(timeout=30)
+    with contextlib.suppress(OSError):
+        while select.select([master], [], [], 0.2)[0]:
+            seen += os.read(master, 1024)
+    os.close(master)
+    return process.returncode, stdout.decode(), seen.decode(errors="replace")
+
+
+def test_on_a_terminal_an_encrypted_key_asks_for_its_passphrase(
+    tmp_path: Path, pki: TwoLevel
+) -> None:
+    cert, _ = pki.leaf.write(tmp_path, "server")
+    key = tmp_path / "enc.key"
+    key.write_bytes(
+        pki.leaf.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"typed secret"),
+        )
+    )
+    args = ["client-cert", "check", "--cert", str(cert), "--key", str(key)]
+    code, out, terminal = _on_a_terminal(args, "typed secret")
+    assert f"passphrase for {key}" in terminal
+    assert "typed secret" not in terminal  # not echoed
+    assert "PASS key: matches the certificate" in out
+    assert code == 1  # the chain is incomplete without a bundle: the check itself ran
+    wrong_code, wrong_out, wrong_terminal = _on_a_terminal(args, "not it")
+    assert wrong_code == 1 and "PASS key" not in wrong_out
+    assert "wrong passphrase for an encrypted private key" in wrong_terminal

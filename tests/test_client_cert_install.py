@@ -256,6 +256,16 @@ def test_crlf_line_ends_and_a_bom_are_kept(
             b'<Server port="8005"><Engine name="x"/></Server>',
             "has no Service element to add an HTTPS connector to",
         ),
+        (
+            b'<?xml version="1.0"?>\n<!DOCTYPE Server [<!ENTITY connectors SYSTEM "c.xml">]>\n'
+            b'<Server><Service name="C">&connectors;<Engine name="C"/></Service></Server>\n',
+            "includes XML entities (other files?); edit it by hand",
+        ),
+        (
+            b'<Server><Service name="C"><Connector port="8443" SSLEnabled="true"/>'
+            b'<Connector port="8443" SSLEnabled="true"/></Service></Server>',
+            "has 2 HTTPS connectors (ports 8443, 8443): choose one with --connector-port",
+        ),
     ],
 )
 def test_a_server_xml_that_cannot_be_edited_is_refused_untouched(
@@ -552,3 +562,54 @@ def test_keytool_lists_the_keystore_and_the_truststore(
         str(password_file),
     )
     assert "trustedCertEntry" not in empty and "contains 0 entries" in empty
+    # and a keystore whose key bag is not encrypted: Java does not see the key at all
+    from cryptography.hazmat.primitives.serialization import NoEncryption
+
+    unencrypted = tmp_path / "plain-key.p12"
+    unencrypted.write_bytes(
+        pkcs12.serialize_key_and_certificates(
+            b"tomcat", pki.leaf.key, pki.leaf.cert, None, NoEncryption()
+        )
+    )
+    listed = run_process(
+        need_tool("keytool"), "-list", "-keystore", str(unencrypted), "-storetype", "PKCS12",
+        stdin="\n", timeout=120,
+    )  # fmt: skip
+    assert "Your keystore contains 0 entries" in listed.stdout
+
+
+def test_a_failure_while_placing_the_files_puts_every_one_back(
+    run: Cli, tmp_path: Path, inputs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from certserver.files import StagedFile
+
+    home = _home(tmp_path, "several-connectors.xml")
+    first = run(
+        "client-cert", "default", "--host", "localhost", "--install", "--tomcat-home", str(home),
+        "--connector-port", "9443",
+    )  # fmt: skip
+    assert first.exit_code == 0, first.output
+    before = snapshot(home)
+    place = StagedFile.place
+
+    def failing(self: StagedFile, *, replace: bool) -> None:
+        if self.target.name == "server.xml":  # the last one: the key and certs are placed
+            raise OSError(errno.EIO, "Input/output error", str(self.target))
+        place(self, replace=replace)
+
+    monkeypatch.setattr(StagedFile, "place", failing)
+    result = _install(run, inputs, "--tomcat-home", str(home), "--connector-port", "9443")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        f"certserver: error: {home / 'conf' / 'server.xml'}: Input/output error; "
+        "nothing was changed"
+    )
+    assert snapshot(home) == before  # no temporary file, no new backup left behind
+    monkeypatch.undo()
+    back = run("client-cert", "install", "--rollback", "--tomcat-home", str(home))
+    assert back.exit_code == 0  # the backup of the first install is still the one kept
+    assert (home / "conf" / "server.xml").read_bytes() == (
+        FIXTURES / "several-connectors.xml"
+    ).read_bytes()

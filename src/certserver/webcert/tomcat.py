@@ -165,6 +165,10 @@ def _read(data: bytes, source: Path) -> _Doc:
         text = data[len(prefix) :].decode(encoding)
     except (LookupError, UnicodeDecodeError):
         raise FileProblem(source, f"cannot be read as {encoding}") from None
+    if any(isinstance(node, etree._Entity) for node in root.iter()):
+        # an entity can pull in another file (connectors included from elsewhere): what is
+        # edited here would not be the whole configuration
+        raise FileProblem(source, "includes XML entities (other files?); edit it by hand")
     nodes = [node for node in root.iter() if isinstance(node.tag, str)]
     try:
         tags = xmltext.scan(text)
