@@ -613,3 +613,57 @@ def test_a_failure_while_placing_the_files_puts_every_one_back(
     assert (home / "conf" / "server.xml").read_bytes() == (
         FIXTURES / "several-connectors.xml"
     ).read_bytes()
+
+
+def test_an_install_killed_half_way_is_undone_by_the_next_run(
+    run: Cli, tmp_path: Path, inputs: dict[str, Path], pki: TwoLevel
+) -> None:
+    from certserver.webcert import transaction
+    from certserver.webcert.check import check
+    from certserver.webcert.install import TomcatTarget, plan
+    from certserver.webcert.material import load
+
+    home = _home(tmp_path, "older-attributes.xml")
+    assert _install(run, inputs, "--tomcat-home", str(home)).exit_code == 0
+    installed = snapshot(home)
+    # what a killed run leaves: the state before saved whole, then one new file placed
+    other = leaf(pki.intermediate)
+    cert, key = other.write(tmp_path, "other")
+    material = load(cert, key, inputs["bundle"])
+    report = check(material, other.cert.not_valid_before_utc)
+    assert material.key is not None
+    planned = plan(report, material.key, TomcatTarget(home), None)
+    transaction._save(planned.changes, planned.backup)
+    new_cert = next(c for c in planned.changes if c.path.name == "certificate.crt")
+    assert new_cert.data is not None
+    new_cert.path.write_bytes(new_cert.data)
+    assert snapshot(home) != installed
+    again = _install(run, inputs, "--tomcat-home", str(home))
+    assert again.exit_code == 0, again.output
+    assert "undid an install that was interrupted" in again.output
+    assert "already installed: nothing changed" in again.output
+    assert snapshot(home) == installed
+
+
+def test_a_second_install_at_the_same_time_is_refused(
+    run: Cli, tmp_path: Path, inputs: dict[str, Path]
+) -> None:
+    import fcntl
+
+    home = _home(tmp_path, "older-attributes.xml")
+    before = snapshot(home)
+    fd = os.open(home / "conf", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        busy = _install(run, inputs, "--tomcat-home", str(home))
+        busy_rollback = run("client-cert", "install", "--rollback", "--tomcat-home", str(home))
+    finally:
+        os.close(fd)
+    for result in (busy, busy_rollback):
+        assert result.exit_code == 1
+        assert result.output.strip().splitlines()[-1] == (
+            f"certserver: error: {home / 'conf'}: another client-cert install or rollback "
+            "is running here"
+        )
+    assert snapshot(home) == before
+    assert _install(run, inputs, "--tomcat-home", str(home)).exit_code == 0

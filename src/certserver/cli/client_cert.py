@@ -235,7 +235,9 @@ def install_command(
     if roll_back:
         if cert is not None or key is not None or ca_bundle is not None:
             raise InvalidInput("--rollback takes no --cert, --key or --ca-bundle")
-        outcome = installer.rollback(target)
+        with installer.locked(target) as recovered:
+            _say(recovered)
+            outcome = installer.rollback(target)
     else:
         if cert is None:
             raise InvalidInput("give --cert (or --rollback)")
@@ -270,8 +272,15 @@ def _install(
             "the key is left readable by root only; if Tomcat runs as user tomcat, "
             "give --owner tomcat"
         )
-    planned = installer.plan(report, material.key, target, owner)
-    return installer.apply(planned)
+    with installer.locked(target) as recovered:
+        _say(recovered)
+        planned = installer.plan(report, material.key, target, owner)
+        return installer.apply(planned)
+
+
+def _say(messages: tuple[str, ...]) -> None:
+    for message in messages:
+        click.echo(output.printable(message))
 
 
 def _warn(message: str) -> None:

@@ -7,6 +7,7 @@ the last install on ``rollback``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from certserver.files import read_regular_file
 from certserver.install.owners import Owner
 from certserver.keys import PrivateKey, to_pkcs8_pem
 from certserver.pem import certificate_pem, certificates_pem
-from certserver.webcert import keystore, tomcat
+from certserver.webcert import keystore, tomcat, transaction
 from certserver.webcert.check import Report
 from certserver.webcert.transaction import (
     FileChange,
@@ -74,6 +75,14 @@ class NginxTarget:
     @property
     def backup(self) -> Path:
         return self.folder / BACKUP
+
+
+def locked(
+    target: TomcatTarget | NginxTarget,
+) -> contextlib.AbstractContextManager[tuple[str, ...]]:
+    """Hold for planning and applying: one install at a time, an interrupted one undone."""
+    folder = target.home / "conf" if isinstance(target, TomcatTarget) else target.folder
+    return transaction.locked(folder, target.backup)
 
 
 Target = TomcatTarget | NginxTarget

@@ -3,18 +3,21 @@
 Each new file is staged next to its target with its mode and owner set before it is placed
 (a key is never readable by anyone else, not for an instant), then all are placed; any
 failure puts every file back. The state before (bytes, mode, owner, or absence) is saved in a
-0700 backup folder, which a rollback replays.
+0700 backup folder, which a rollback replays. That folder is complete on disk before the
+first file is placed, under a ``.new-`` name until the last one is: a run killed in between
+is undone by the next one (:func:`locked` does it), so no mix of old and new files stays.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import secrets
 import shutil
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,3 +180,35 @@ def saved_changes(backup: Path) -> list[FileChange]:
 
 def drop_backup(backup: Path) -> None:
     shutil.rmtree(backup, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def locked(folder: Path, backup: Path) -> Iterator[tuple[str, ...]]:
+    """One install or rollback at a time on ``folder`` (an ``flock`` on the folder itself,
+    so no lock file is left); first undoes an install that was killed half way. Yields
+    what the recovery did."""
+    while not folder.exists():  # nginx's folder may not exist yet: lock where it will be
+        folder = folder.parent
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InstallFailed(
+                f"{folder}: another client-cert install or rollback is running here"
+            ) from None
+        yield _recover(backup)
+    finally:
+        os.close(fd)
+
+
+def _recover(backup: Path) -> tuple[str, ...]:
+    messages = []
+    for stale in sorted(backup.parent.glob(f"{backup.name}.old-*")):
+        shutil.rmtree(stale, ignore_errors=True)  # a swap-in cut short after the rename
+    for interrupted in sorted(backup.parent.glob(f"{backup.name}.new-*")):
+        if (interrupted / _STATE).exists():  # saved whole: files may have been placed
+            commit(saved_changes(interrupted), backup=None)
+            messages.append(f"undid an install that was interrupted (saved in {interrupted})")
+        shutil.rmtree(interrupted, ignore_errors=True)
+    return tuple(messages)
