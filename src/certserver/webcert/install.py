@@ -19,7 +19,7 @@ from certserver.files import read_regular_file
 from certserver.install.owners import Owner
 from certserver.keys import PrivateKey, to_pkcs8_pem
 from certserver.pem import certificate_pem, certificates_pem
-from certserver.webcert import keystore, tomcat, transaction
+from certserver.webcert import connector, keystore, tomcat, transaction
 from certserver.webcert.check import Report
 from certserver.webcert.transaction import (
     FileChange,
@@ -132,7 +132,7 @@ def _plan_tomcat(
     info = server_xml.stat()
     key_type = "EC" if isinstance(key, ec.EllipticCurvePrivateKey) else "RSA"
     files: dict[str, tuple[bytes, int]] = {}
-    pointer: tomcat.Target
+    pointer: connector.Target
     if target.p12:
         password = target.p12_password or keystore.new_password()
         secret = password.encode()
@@ -144,7 +144,7 @@ def _plan_tomcat(
         files[TRUSTSTORE_FILE] = (keystore.truststore(anchors, secret), 0o644)
         if target.p12_password is None:
             files[PASSWORD_FILE] = (secret + b"\n", 0o600)
-        pointer = tomcat.KeystoreFile(
+        pointer = connector.KeystoreFile(
             (ssl / KEYSTORE_FILE).absolute(), password, keystore.KEY_ALIAS, key_type
         )
     else:
@@ -152,7 +152,7 @@ def _plan_tomcat(
         files[KEY_FILE] = (to_pkcs8_pem(key), 0o600)
         if report.chain:
             files[CHAIN_FILE] = (certificates_pem(list(report.chain)), 0o644)
-        pointer = tomcat.PemFiles(
+        pointer = connector.PemFiles(
             (ssl / CERT_FILE).absolute(),
             (ssl / KEY_FILE).absolute(),
             (ssl / CHAIN_FILE).absolute() if report.chain else None,

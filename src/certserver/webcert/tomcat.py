@@ -16,90 +16,9 @@ from pathlib import Path
 from lxml import etree
 
 from certserver.errors import FileProblem
-from certserver.webcert import xmltext
+from certserver.webcert import connector, xmltext
 
-DEFAULT_PORT = "8443"
-JSSE = "org.apache.tomcat.util.net.jsse.JSSEImplementation"
-_INDENT = "    "
-
-# SSLHostConfig / Certificate attributes (Tomcat 8.5 and later)
-PEM_ATTRS = ("certificateFile", "certificateKeyFile", "certificateChainFile")
-KEYSTORE_ATTRS = (
-    "certificateKeystoreFile",
-    "certificateKeystorePassword",
-    "certificateKeystoreType",
-    "certificateKeyAlias",
-)
-_KEY_PASSWORD = ("certificateKeyPassword", "certificateKeystoreProvider")
-# The older TLS attributes on the Connector itself. Tomcat 10.1 no longer reads them (it
-# logs "failed to set property" and the connector fails for want of an SSLHostConfig), so a
-# connector that uses them is moved to SSLHostConfig / Certificate, which Tomcat 8.5 and
-# later read: the certificate ones are replaced by ours, these move over renamed.
-_OLDER_CERTIFICATE_ATTRS = (
-    "SSLCertificateFile",
-    "SSLCertificateKeyFile",
-    "SSLCertificateChainFile",
-    "SSLPassword",
-    "keystoreFile",
-    "keystorePass",
-    "keystoreType",
-    "keystoreProvider",
-    "keyAlias",
-    "keyPass",
-)
-_OLDER_HOST_ATTRS = {
-    "sslProtocol": "sslProtocol",
-    "sslEnabledProtocols": "protocols",
-    "SSLProtocol": "protocols",
-    "ciphers": "ciphers",
-    "SSLCipherSuite": "ciphers",
-    "clientAuth": "certificateVerification",
-    "SSLVerifyClient": "certificateVerification",
-    "SSLVerifyDepth": "certificateVerificationDepth",
-    "trustMaxCertLength": "certificateVerificationDepth",
-    "truststoreFile": "truststoreFile",
-    "truststorePass": "truststorePassword",
-    "truststoreType": "truststoreType",
-    "truststoreProvider": "truststoreProvider",
-    "truststoreAlgorithm": "truststoreAlgorithm",
-    "SSLCACertificateFile": "caCertificateFile",
-    "SSLCACertificatePath": "caCertificatePath",
-    "crlFile": "certificateRevocationListFile",
-    "SSLCARevocationFile": "certificateRevocationListFile",
-    "SSLHonorCipherOrder": "honorCipherOrder",
-    "useServerCipherSuitesOrder": "honorCipherOrder",
-    "sessionCacheSize": "sessionCacheSize",
-    "sessionTimeout": "sessionTimeout",
-}
-_VERIFICATION = {
-    "true": "required",
-    "yes": "required",
-    "require": "required",
-    "want": "optional",
-    "false": "none",
-    "no": "none",
-}
-_DEFAULT_HOST = {"protocols": "TLSv1.2+TLSv1.3"}
-
-
-@dataclass(frozen=True)
-class PemFiles:
-    certificate: Path
-    key: Path
-    chain: Path | None
-    key_type: str  # "EC" or "RSA": Tomcat's Certificate type
-
-
-@dataclass(frozen=True)
-class KeystoreFile:
-    keystore: Path
-    password: str
-    alias: str
-    key_type: str
-
-
-Target = PemFiles | KeystoreFile
-
+_INDENT = xmltext.INDENT
 
 _SetAttributes = Callable[[int, dict[str, str], Sequence[str]], None]
 
@@ -120,7 +39,9 @@ class _Doc:
     nodes: list[etree._Element]
 
 
-def edit_server_xml(data: bytes, source: Path, target: Target, port: str | None) -> Edited:
+def edit_server_xml(
+    data: bytes, source: Path, target: connector.Target, port: str | None
+) -> Edited:
     """``data`` (the bytes of ``source``) with the HTTPS connector pointed at ``target``.
 
     The connector is the one on ``port``, or the only HTTPS connector; a file with several
@@ -132,15 +53,15 @@ def edit_server_xml(data: bytes, source: Path, target: Target, port: str | None)
     inserted: dict[int, list[tuple[str, dict[str, str]]]] = {}
 
     def set_attributes(index: int, values: dict[str, str], remove: Sequence[str]) -> None:
-        edits.extend(_attribute_edits(doc.text, doc.tags[index], values, remove))
+        edits.extend(xmltext.attribute_edits(doc.text, doc.tags[index], values, remove))
         changed[index] = (values, tuple(remove))
 
     connectors = [i for i, node in enumerate(doc.nodes) if node.tag == "Connector"]
     https = [i for i in connectors if _is_https(doc.nodes[i])]
     chosen = _choose(doc, connectors, https, port, source)
     if chosen is None:
-        where = _new_connector(doc, target, port or DEFAULT_PORT, source, edits, inserted)
-        description = f"added an HTTPS connector on port {port or DEFAULT_PORT}{where}"
+        where = _new_connector(doc, target, port or connector.DEFAULT_PORT, source, edits, inserted)
+        description = f"added an HTTPS connector on port {port or connector.DEFAULT_PORT}{where}"
     else:
         description = _point(doc, chosen, target, source, edits, inserted, set_attributes)
     text = doc.text
@@ -232,23 +153,25 @@ def _choose(
 def _point(
     doc: _Doc,
     index: int,
-    target: Target,
+    target: connector.Target,
     source: Path,
     edits: list[tuple[int, int, str]],
     inserted: dict[int, list[tuple[str, dict[str, str]]]],
     set_attributes: _SetAttributes,
 ) -> str:
-    connector = doc.nodes[index]
-    port = connector.get("port", "?")
+    node = doc.nodes[index]
+    port = node.get("port", "?")
     hosts = [i for i in _children(doc, index) if doc.nodes[i].tag == "SSLHostConfig"]
     older = [
-        name
-        for name in connector.attrib
-        if name in _OLDER_CERTIFICATE_ATTRS or name in _OLDER_HOST_ATTRS
+        str(name)
+        for name in node.attrib
+        if name in connector.OLDER_CERTIFICATE_ATTRS or name in connector.OLDER_HOST_ATTRS
     ]
     if not hosts:
-        host_attributes = _moved_host_attributes(connector) if older else dict(_DEFAULT_HOST)
-        certificate = _new_values(target)[0]
+        host_attributes = (
+            connector.moved_host_attributes(node) if older else dict(connector.DEFAULT_HOST)
+        )
+        certificate = connector.certificate_values(target)[0]
         if older:
             set_attributes(index, {}, older)
         _insert_child(doc, index, _host_config_markup(host_attributes, certificate), edits)
@@ -262,9 +185,12 @@ def _point(
         return f"connector on port {port}: added SSLHostConfig and Certificate"
     host = _default_host(doc, index, hosts, source)
     certificates = [i for i in _children(doc, host) if doc.nodes[i].tag == "Certificate"]
-    values, remove = _new_values(target)
+    values, remove = connector.certificate_values(target)
     if not certificates:
-        if any(name in doc.nodes[host].attrib for name in PEM_ATTRS + KEYSTORE_ATTRS):
+        if any(
+            name in doc.nodes[host].attrib
+            for name in connector.PEM_ATTRS + connector.KEYSTORE_ATTRS
+        ):
             values.pop("type", None)
             set_attributes(host, values, remove)
             return f"connector on port {port}: set {', '.join(values)} on SSLHostConfig"
@@ -305,87 +231,10 @@ def _default_host(doc: _Doc, connector: int, hosts: list[int], source: Path) -> 
     return named[0]
 
 
-def _new_values(target: Target) -> tuple[dict[str, str], tuple[str, ...]]:
-    if isinstance(target, PemFiles):
-        values = {"certificateFile": str(target.certificate), "certificateKeyFile": str(target.key)}
-        remove: tuple[str, ...] = KEYSTORE_ATTRS + _KEY_PASSWORD
-        if target.chain is not None:
-            values["certificateChainFile"] = str(target.chain)
-        else:
-            remove += ("certificateChainFile",)
-    else:
-        values = {
-            "certificateKeystoreFile": str(target.keystore),
-            "certificateKeystorePassword": target.password,
-            "certificateKeystoreType": "PKCS12",
-            "certificateKeyAlias": target.alias,
-        }
-        remove = PEM_ATTRS + _KEY_PASSWORD
-    values["type"] = target.key_type
-    return values, remove
-
-
-def _moved_host_attributes(connector: etree._Element) -> dict[str, str]:
-    moved: dict[str, str] = {}
-    for old, new in _OLDER_HOST_ATTRS.items():
-        value = connector.get(old)
-        if value is None or new in moved:
-            continue
-        if new == "certificateVerification":
-            value = _VERIFICATION.get(value.strip().lower(), value)
-        moved[new] = value
-    return moved
-
-
-def _attribute_edits(
-    text: str, tag: xmltext.Element, values: dict[str, str], remove: Sequence[str]
-) -> list[tuple[int, int, str]]:
-    edits = []
-    for attribute in tag.attributes:
-        if attribute.name in remove and attribute.name not in values:
-            edits.append((attribute.start, attribute.end, ""))
-    missing: list[str] = []
-    for name, value in values.items():
-        found = tag.attribute(name)
-        if found is None:
-            missing.append(f'{name}="{xmltext.escape(value)}"')
-        elif text[found.value_start : found.value_end] != xmltext.escape(value, found.quote):
-            edits.append((found.value_start, found.value_end, xmltext.escape(value, found.quote)))
-    if missing:
-        last = tag.attributes[-1] if tag.attributes else None
-        at = last.end if last else tag.start + 1 + len(tag.name)
-        separator = " "
-        if last is not None:
-            lead = text[last.start : last.end]
-            space = lead[: len(lead) - len(lead.lstrip())]
-            if "\n" in space:
-                separator = space
-        edits.append((at, at, "".join(separator + item for item in missing)))
-    return edits
-
-
-def _indent_of(text: str, position: int) -> str:
-    line_start = text.rfind("\n", 0, position) + 1
-    lead = text[line_start:position]
-    return lead if not lead.strip() else ""
-
-
 def _insert_child(
     doc: _Doc, parent: int, markup: list[str], edits: list[tuple[int, int, str]]
 ) -> None:
-    tag = doc.tags[parent]
-    indent = _indent_of(doc.text, tag.start)
-    inner = indent + _INDENT
-    body = "".join(doc.newline + inner + line for line in markup)
-    if tag.self_closing:
-        close = doc.text.rfind("/>", tag.start, tag.start_tag_end)
-        while doc.text[close - 1].isspace():
-            close -= 1
-        edits.append(
-            (close, tag.start_tag_end, ">" + body + doc.newline + indent + f"</{tag.name}>")
-        )
-    else:
-        edits.append((tag.start_tag_end, tag.start_tag_end, body))
+    edits.append(xmltext.child_insertion(doc.text, doc.tags[parent], markup, doc.newline))
 
 
 def _certificate_markup(values: dict[str, str]) -> list[str]:
@@ -402,21 +251,9 @@ def _host_config_markup(host: dict[str, str], certificate: dict[str, str]) -> li
     ]
 
 
-def _connector_attributes(port: str) -> dict[str, str]:
-    return {
-        "port": port,
-        "protocol": "org.apache.coyote.http11.Http11NioProtocol",
-        "SSLEnabled": "true",
-        "scheme": "https",
-        "secure": "true",
-        "maxParameterCount": "1000",
-        "sslImplementationName": JSSE,
-    }
-
-
 def _new_connector(
     doc: _Doc,
-    target: Target,
+    target: connector.Target,
     port: str,
     source: Path,
     edits: list[tuple[int, int, str]],
@@ -428,23 +265,28 @@ def _new_connector(
     service = services[0]
     children = _children(doc, service)
     engine = next((i for i in children if doc.nodes[i].tag == "Engine"), None)
-    pairs = [f'{k}="{xmltext.escape(v)}"' for k, v in _connector_attributes(port).items()]
+    pairs = [f'{k}="{xmltext.escape(v)}"' for k, v in connector.connector_attributes(port).items()]
     align = " " * len("<Connector ")
     lines = [
         f"<Connector {' '.join(pairs[:2])}",
         f"{align}{' '.join(pairs[2:6])}",
         f"{align}{pairs[6]}>",
-        *[_INDENT + x for x in _host_config_markup(_DEFAULT_HOST, _new_values(target)[0])],
+        *[
+            _INDENT + x
+            for x in _host_config_markup(
+                connector.DEFAULT_HOST, connector.certificate_values(target)[0]
+            )
+        ],
     ]
     lines.append("</Connector>")
     new = [
-        ("Connector", _connector_attributes(port)),
-        ("SSLHostConfig", dict(_DEFAULT_HOST)),
-        ("Certificate", _new_values(target)[0]),
+        ("Connector", connector.connector_attributes(port)),
+        ("SSLHostConfig", dict(connector.DEFAULT_HOST)),
+        ("Certificate", connector.certificate_values(target)[0]),
     ]
     if engine is not None:
         tag = doc.tags[engine]
-        indent = _indent_of(doc.text, tag.start)
+        indent = xmltext.indent_of(doc.text, tag.start)
         nl = doc.newline
         block = (nl + indent).join(lines) + nl + nl + indent
         edits.append((tag.start, tag.start, block))

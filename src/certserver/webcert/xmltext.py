@@ -9,6 +9,7 @@ parser (lxml), element by element, so a text this scanner misreads is refused, n
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 _NAME = re.compile(r"[^\s/>=\"'<]+")
@@ -153,3 +154,59 @@ def escape(value: str, quote: str = '"') -> str:
         .replace("\r", "&#13;")
     )
     return out.replace('"', "&quot;") if quote == '"' else out.replace("'", "&apos;")
+
+
+#: One level of indentation for what an edit adds (Tomcat's own files use four spaces).
+INDENT = "    "
+
+Edit = tuple[int, int, str]  # replace text[start:end] with the string
+
+
+def attribute_edits(
+    text: str, tag: Element, values: dict[str, str], remove: Sequence[str]
+) -> list[Edit]:
+    """Set ``values`` (in place where the attribute exists, keeping its quote; after the last
+    attribute otherwise, on its own line when the tag is laid out one per line) and drop
+    ``remove``; nothing else in the tag moves."""
+    edits: list[Edit] = []
+    for attribute in tag.attributes:
+        if attribute.name in remove and attribute.name not in values:
+            edits.append((attribute.start, attribute.end, ""))
+    missing: list[str] = []
+    for name, value in values.items():
+        found = tag.attribute(name)
+        if found is None:
+            missing.append(f'{name}="{escape(value)}"')
+        elif text[found.value_start : found.value_end] != escape(value, found.quote):
+            edits.append((found.value_start, found.value_end, escape(value, found.quote)))
+    if missing:
+        last = tag.attributes[-1] if tag.attributes else None
+        at = last.end if last else tag.start + 1 + len(tag.name)
+        separator = " "
+        if last is not None:
+            lead = text[last.start : last.end]
+            space = lead[: len(lead) - len(lead.lstrip())]
+            if "\n" in space:
+                separator = space
+        edits.append((at, at, "".join(separator + item for item in missing)))
+    return edits
+
+
+def indent_of(text: str, position: int) -> str:
+    """The whitespace before ``position`` on its line ('' when text precedes it)."""
+    line_start = text.rfind("\n", 0, position) + 1
+    lead = text[line_start:position]
+    return lead if not lead.strip() else ""
+
+
+def child_insertion(text: str, tag: Element, markup: list[str], newline: str) -> Edit:
+    """``markup`` (lines) as the first child of ``tag``, one level deeper; a self-closing
+    tag is opened and closed around it."""
+    indent = indent_of(text, tag.start)
+    body = "".join(newline + indent + INDENT + line for line in markup)
+    if not tag.self_closing:
+        return (tag.start_tag_end, tag.start_tag_end, body)
+    close = text.rfind("/>", tag.start, tag.start_tag_end)
+    while text[close - 1].isspace():
+        close -= 1
+    return (close, tag.start_tag_end, ">" + body + newline + indent + f"</{tag.name}>")
