@@ -59,6 +59,36 @@ def test_the_same_chain_without_its_intermediate_fails(
     assert "FAIL chain: incomplete: no certificate for CN=certserver test intermediate" in fails[0]
 
 
+def test_a_bundle_without_its_root_warns_that_browsers_must_trust_the_root(
+    run: Cli, tmp_path: Path, pki: TwoLevel
+) -> None:
+    result = _check(run, tmp_path, pki.leaf, bundle=certificate_pem(pki.intermediate.cert))
+    assert result.exit_code == 0, result.output
+    assert _lines(result.output, "WARN") == [
+        "WARN chain: ends at CN=localhost -> CN=certserver test intermediate: its issuer "
+        "CN=certserver test root is not given nor in the system trust store; browsers must "
+        "already trust it"
+    ]
+
+
+def test_a_commercial_bundle_without_its_root_is_completed_from_the_system_store(
+    tmp_path: Path, pki: TwoLevel
+) -> None:
+    from certserver.webcert.check import check
+    from certserver.webcert.material import load
+
+    cert, key = pki.leaf.write(tmp_path, "server")
+    (tmp_path / "int.crt").write_bytes(certificate_pem(pki.intermediate.cert))
+    material = load(cert, key, tmp_path / "int.crt")
+    report = check(material, NOW, system_anchors=[pki.root.cert])
+    assert report.ok
+    assert (
+        "PASS chain: complete: CN=localhost -> CN=certserver test intermediate -> "
+        "CN=certserver test root (in the system trust store)"
+    ) in [str(f) for f in report.findings]
+    assert report.chain == (pki.intermediate.cert,) and report.anchor is None
+
+
 def test_json_report(run: Cli, tmp_path: Path, pki: TwoLevel) -> None:
     result = _check(run, tmp_path, pki.leaf, "--json", bundle=scrambled_bundle(pki))
     assert result.exit_code == 0

@@ -667,3 +667,29 @@ def test_a_second_install_at_the_same_time_is_refused(
         )
     assert snapshot(home) == before
     assert _install(run, inputs, "--tomcat-home", str(home)).exit_code == 0
+
+
+def test_a_pkcs12_with_key_and_chain_installs_without_key_or_bundle(
+    run: Cli, tmp_path: Path, pki: TwoLevel
+) -> None:
+    from cryptography.hazmat.primitives.serialization import BestAvailableEncryption
+
+    p12 = tmp_path / "customer.pfx"
+    p12.write_bytes(
+        pkcs12.serialize_key_and_certificates(
+            b"x", pki.leaf.key, pki.leaf.cert, [pki.root.cert, pki.intermediate.cert],
+            BestAvailableEncryption(b"pfx pass"),
+        )
+    )  # fmt: skip
+    (tmp_path / "pass").write_text("pfx pass\n")
+    folder = tmp_path / "nginx"
+    args = ["client-cert", "install", "--cert", str(p12), "--nginx-dir", str(folder)]
+    refused = run(*args)
+    assert refused.exit_code == 1 and "needs its passphrase" in refused.output
+    assert not folder.exists()
+    done = run(*args, "--p12-passphrase-file", str(tmp_path / "pass"))
+    assert done.exit_code == 0, done.output
+    assert [fingerprint(c) for c in parse((folder / "public.crt").read_bytes()).certificates] == [
+        fingerprint(pki.leaf.cert),
+        fingerprint(pki.intermediate.cert),
+    ]

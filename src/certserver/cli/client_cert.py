@@ -24,7 +24,7 @@ from certserver.pem import certificate_pem
 from certserver.profiles import CLIENT_CERT_MAX_DAYS
 from certserver.verify import Finding, Status
 from certserver.webcert import install as installer
-from certserver.webcert.check import Report, check, system_anchors
+from certserver.webcert.check import check, system_anchors
 from certserver.webcert.material import Ask, Material, load
 from certserver.webcert.selfsigned import make_default
 from certserver.webcert.transaction import Outcome
@@ -154,7 +154,7 @@ def _owner(spec: str | None) -> Owner | None:
     return Owner.parse(spec)
 
 
-def _print(findings: tuple[Finding, ...], as_json: bool, report: Report | None = None) -> None:
+def _print(findings: tuple[Finding, ...], as_json: bool) -> None:
     if as_json:
         output.emit_json(
             {
@@ -200,7 +200,7 @@ def check_command(
         ask=_ask(),
     )
     report = check(material, utc_now(), hosts=names, system_anchors=system_anchors())
-    _print(report.findings, as_json, report)
+    _print(report.findings, as_json)
     if not report.ok:
         ctx.exit(1)
 
@@ -269,7 +269,7 @@ def _install(
         )
     if isinstance(target, installer.TomcatTarget) and owner is None and _user_exists("tomcat"):
         _warn(
-            "the key is left readable by root only; if Tomcat runs as user tomcat, "
+            f"the key is readable by {Owner.current()} only; if Tomcat runs as user tomcat, "
             "give --owner tomcat"
         )
     with installer.locked(target) as recovered:

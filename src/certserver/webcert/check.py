@@ -138,6 +138,15 @@ def _chain_findings(
             "chain",
             f"complete: {shown} -> {subject(top_issuer)} (in the system trust store)",
         )
+    elif len(path) > 1:
+        # the given CAs end below the root, which is neither given nor in the system's
+        # store: fine where browsers already trust it (an enterprise root, say)
+        add(
+            Status.WARN,
+            "chain",
+            f"ends at {shown}: its issuer {top.issuer.rfc4514_string()} is not given nor in "
+            "the system trust store; browsers must already trust it",
+        )
     else:
         where = f" in {material.bundle_path}" if material.bundle_path else " (no --ca-bundle)"
         add(
