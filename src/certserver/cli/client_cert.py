@@ -43,7 +43,7 @@ def _hosts(values: tuple[str, ...]) -> list[Host]:
 
 def _ask() -> Ask | None:
     """A passphrase prompt, only on a terminal (never when stdin is a pipe or a file)."""
-    if not sys.stdin.isatty():
+    if sys.stdin is None or not sys.stdin.isatty():  # None: started with stdin closed
         return None
     return lambda what: click.prompt(
         f"passphrase for {what}", hide_input=True, err=True, default="", show_default=False
