@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from certserver.cli.client_cert import client_cert
 from certserver.cli.demo import demo_command
 from certserver.cli.deployment import deployment
 from certserver.cli.inspect import inspect_command
@@ -72,6 +73,7 @@ cli.add_command(doctor_command)
 cli.add_command(sign_csr_command)
 cli.add_command(link)
 cli.add_command(demo_command)
+cli.add_command(client_cert)
 
 
 def _terminate(signum: int, _frame: object) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import functools
-import shlex
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +10,7 @@ from typing import Any
 import click
 
 from certserver.archive import open_package
-from certserver.cli import output
+from certserver.cli import output, restart
 from certserver.clock import utc_now
 from certserver.errors import InvalidInput
 from certserver.files import read_regular_file
@@ -125,7 +123,7 @@ def install_command(
     Validates the whole package first, then swaps the new set in atomically and keeps the
     previous one for --rollback.
     """
-    commands = [_command(text) for text in restarts]
+    commands = restart.commands(restarts)
     if roll_back:
         if package is not None:
             raise InvalidInput("--rollback takes no package")
@@ -161,48 +159,12 @@ def install_command(
     for message in outcome.messages:
         click.echo(output.printable(message))
     if outcome.changed:
-        _restart(ctx, commands)
+        restart.run(ctx, commands)
 
 
 def _warn(warnings: tuple[str, ...]) -> None:
     for warning in warnings:
         click.echo(output.printable(f"certserver: warning: {warning}"), err=True)
-
-
-def _command(text: str) -> list[str]:
-    try:
-        words = shlex.split(text)
-    except ValueError as exc:
-        raise InvalidInput(f"invalid --restart {text!r}: {exc}") from None
-    if not words:
-        raise InvalidInput("empty --restart command")
-    return words
-
-
-def _restart(ctx: click.Context, commands: list[list[str]]) -> None:
-    for words in commands:
-        shown = shlex.join(words)
-        try:
-            done = subprocess.run(words, check=False, timeout=600)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "timed out"
-            _restart_failed(ctx, shown, str(reason))
-            return
-        if done.returncode != 0:
-            _restart_failed(ctx, shown, f"exit code {done.returncode}")
-            return
-        click.echo(f"ran {shown}")
-
-
-def _restart_failed(ctx: click.Context, shown: str, reason: str) -> None:
-    click.echo(
-        output.printable(
-            f"certserver: error: restart command {shown!r} failed ({reason}); "
-            "the new files stay installed"
-        ),
-        err=True,
-    )
-    ctx.exit(1)
 
 
 @click.command("doctor")
