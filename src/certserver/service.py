@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import functools
 import os
+import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Concatenate, ParamSpec, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -15,6 +19,7 @@ from sqlalchemy import Connection
 
 from certserver import package
 from certserver.archive import is_zip, read_members
+from certserver.audit import OK, Actor, AuditEntry
 from certserver.authority import CertificateAuthority
 from certserver.clock import utc_now
 from certserver.config import Settings
@@ -29,11 +34,13 @@ from certserver.csr import (
 )
 from certserver.enterprise import Chain, PendingLeaf, chain_problem, check_signed_ca, match_leaves
 from certserver.errors import (
+    CertserverError,
     DeploymentExists,
     FileProblem,
     ImportRefused,
     InvalidInput,
     PolicyRefused,
+    StoreError,
     TargetExists,
 )
 from certserver.federation import TrustBundle, issuer_key_ids
@@ -91,7 +98,8 @@ Clock = Callable[[], dt.datetime]
 @dataclass(frozen=True, slots=True)
 class CreateRequest:
     name: DeploymentName
-    out_dir: Path
+    #: Where the file goes (the package, or the CSRs); None writes no file (the API).
+    out_dir: Path | None = None
     organization: Organization = DEFAULT_ORGANIZATION
     hosts: Mapping[Component, Sequence[Host]] | None = None
     key_spec: KeySpec = KeySpec.EC_P256
@@ -124,7 +132,15 @@ class CreateRequest:
 class CreateResult:
     deployment: DeploymentView
     #: The package, or (for an enterprise CA) the CSR file or zip of CSRs to have signed.
-    path: Path
+    file_name: str
+    data: bytes = field(repr=False)
+    #: Where it was written (None when the request named no directory).
+    written_to: Path | None = None
+
+    @property
+    def path(self) -> Path:
+        assert self.written_to is not None, "this result was not written to a file"
+        return self.written_to
 
     @property
     def package_path(self) -> Path:
@@ -142,23 +158,90 @@ class Supplied:
 @dataclass(frozen=True, slots=True)
 class ImportResult:
     deployment: DeploymentView
-    #: The package, once nothing is pending any more.
+    #: Where the package was written, once nothing is pending any more (and a directory
+    #: was given).
     package_path: Path | None
     imported: tuple[Component | None, ...]
     warnings: tuple[str, ...] = ()
     #: With ``partial``: the problems of the certificates left pending.
     problems: tuple[str, ...] = ()
+    #: The package's bytes, once nothing is pending any more.
+    package: bytes | None = field(default=None, repr=False)
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _audited(
+    action: str, target: Callable[..., str]
+) -> Callable[
+    [Callable[Concatenate[CertServer, _P], _R]], Callable[Concatenate[CertServer, _P], _R]
+]:
+    """Write one audit entry per call of the use case: its actor, action, target, and how it
+    ended (``ok`` or the error's code)."""
+
+    def wrap(
+        method: Callable[Concatenate[CertServer, _P], _R],
+    ) -> Callable[Concatenate[CertServer, _P], _R]:
+        def audited(self: CertServer, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+            about = target(*args, **kwargs)
+            try:
+                result = method(self, *args, **kwargs)
+            except CertserverError as exc:
+                if self.actor.records_refusals:
+                    self._audit(action, about, exc.code, exc.message)
+                raise
+            except BaseException:
+                if self.actor.records_refusals:
+                    self._audit(action, about, "error", "")
+                raise
+            self._audit(action, about, OK, "")
+            return result
+
+        functools.update_wrapper(audited, method)
+        return audited
+
+    return wrap
+
+
+def _first(name: object, *_args: object, **_kwargs: object) -> str:
+    """The audit target of use cases whose first argument is the deployment's name."""
+    return str(name)
+
+
+@dataclass
+class _Opened:
+    """The store and master key, opened on first use and shared by actor views."""
+
+    store: Store | None = None
+    key: MasterKey | None = None
+    writable: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class CertServer:
-    """certserver's use cases over one store and master key, opened on first use."""
+    """certserver's use cases over one store and master key, opened on first use.
 
-    def __init__(self, settings: Settings, clock: Clock = utc_now) -> None:
+    ``actor`` is who the audit log names for the changes and downloads made through this
+    object (the local user, for the command line); :meth:`for_actor` gives a view for
+    another actor (an API caller) over the same store.
+    """
+
+    def __init__(
+        self, settings: Settings, clock: Clock = utc_now, actor: Actor | None = None
+    ) -> None:
         self.settings = settings
         self.clock = clock
-        self._store: Store | None = None
-        self._key: MasterKey | None = None
-        self._writable = False
+        self.actor = actor or Actor.local()
+        self._opened = _Opened()
+        self._owner = True
+
+    def for_actor(self, actor: Actor) -> CertServer:
+        view = copy.copy(self)
+        view.actor = actor
+        view._owner = False
+        return view
 
     def __enter__(self) -> CertServer:
         return self
@@ -169,13 +252,17 @@ class CertServer:
         self.close()
 
     def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
-        self._key = None
+        if not self._owner:
+            return
+        opened = self._opened
+        if opened.store is not None:
+            opened.store.close()
+            opened.store = None
+        opened.key = None
 
     # -- use cases -------------------------------------------------------------------------
 
+    @_audited("deployment.create", lambda request, *_a, **_k: request.name.value)
     def create_deployment(self, request: CreateRequest) -> CreateResult:
         """CCID, CA and every component's certificate; rows in the store; the package on disk.
 
@@ -183,20 +270,23 @@ class CertServer:
         recorded as pending. Either all of it happens or none: a failure leaves no file and
         no rows behind.
         """
-        target = _check_target(request.out_dir, request.file_name, force=request.force)
+        target = None
+        if request.out_dir is not None:
+            target = _check_target(request.out_dir, request.file_name, force=request.force)
         store, key = self._open(create=True)
         if store.deployment_exists(request.name):
             raise DeploymentExists(f"deployment {request.name} already exists")
         record, data = self._make(request, key)
         self._commit(store, target, data, request.force, lambda c: store.add_deployment(c, record))
-        return CreateResult(to_view(record), target)
+        return CreateResult(to_view(record), request.file_name, data, target)
 
+    @_audited("deployment.import-ca", _first)
     def import_ca(
         self,
         name: DeploymentName,
         signed: Supplied,
         chain: Supplied,
-        out_dir: Path,
+        out_dir: Path | None = None,
         *,
         force: bool = False,
     ) -> ImportResult:
@@ -205,7 +295,9 @@ class CertServer:
         store, key = self._open(create=False)
         record = store.get_deployment(name)
         _expect_pending(record, CaMode.ENTERPRISE_INTERMEDIATE, "import-ca")
-        target = _check_target(out_dir, package.package_file_name(name), force=force)
+        target = None
+        if out_dir is not None:
+            target = _check_target(out_dir, package.package_file_name(name), force=force)
         pending = record.pending[0]
         found = _certificates(signed, keys_refused=True)
         mine = [c for c in found if certificate_key_sha256(c) == pending.public_key_sha256]
@@ -241,10 +333,11 @@ class CertServer:
         material = _material(record, path, components)
         authority = authority_record(ca_cert, to_pkcs8_der(ca.key), record.ccid, key)
         certs = [certificate_record(item, record.hosts, record.ccid, key) for item in components]
+        data = package.build(material)
         self._commit(
             store,
             target,
-            package.build(material),
+            data,
             force,
             lambda c: store.import_signed(
                 c,
@@ -256,14 +349,15 @@ class CertServer:
             ),
         )
         view = to_view(store.get_deployment(name))
-        return ImportResult(view, target, (None,), tuple(check.warnings))
+        return ImportResult(view, target, (None,), tuple(check.warnings), package=data)
 
+    @_audited("deployment.import-signed", _first)
     def import_signed(
         self,
         name: DeploymentName,
         inputs: Sequence[Supplied],
         chain: Supplied,
-        out_dir: Path,
+        out_dir: Path | None = None,
         *,
         partial: bool = False,
         force: bool = False,
@@ -275,7 +369,8 @@ class CertServer:
         store, key = self._open(create=False)
         record = store.get_deployment(name)
         _expect_pending(record, CaMode.ENTERPRISE_LEAF, "import-signed")
-        check_writable_dir(out_dir)
+        if out_dir is not None:
+            check_writable_dir(out_dir)
         certs_in: list[tuple[str, x509.Certificate]] = []
         problems: list[str] = []
         for supplied in inputs:
@@ -309,9 +404,9 @@ class CertServer:
         ]
         path = trust.path_of(fresh[0].certificate, now)
         complete = len(fresh) == len(pending)
-        target = out_dir / package.package_file_name(name)
-        if complete:  # a partial import writes no package, so an old one is no obstacle
-            _check_target(out_dir, target.name, force=force)
+        target = None
+        if complete and out_dir is not None:  # a partial import writes no package
+            target = _check_target(out_dir, package.package_file_name(name), force=force)
         data: bytes | None = None
         material = _material(record, path, fresh)
         if complete:
@@ -323,7 +418,7 @@ class CertServer:
         certs = [certificate_record(item, record.hosts, record.ccid, key) for item in fresh]
         self._commit(
             store,
-            target if complete else None,
+            target,
             data,
             force,
             lambda c: store.import_signed(
@@ -337,7 +432,7 @@ class CertServer:
         )
         view = to_view(store.get_deployment(name))
         imported = tuple(item.component for item in fresh)
-        return ImportResult(view, target if complete else None, imported, problems=tuple(problems))
+        return ImportResult(view, target, imported, problems=tuple(problems), package=data)
 
     def list_deployments(self) -> Sequence[DeploymentSummary]:
         """Every deployment (none for a fresh home). Needs no master key: nothing secret."""
@@ -349,6 +444,7 @@ class CertServer:
         """One deployment's certificates (public data: needs no master key)."""
         return to_view(self._open_store(create=False).get_deployment(name))
 
+    @_audited("certificate.sign-csr", lambda name, component, *_a, **_k: f"{name}/{component}")
     def sign_csr(
         self, name: DeploymentName, component: Component, csr_data: bytes, source: str
     ) -> x509.Certificate:
@@ -406,8 +502,12 @@ class CertServer:
         )
         return cert
 
+    @_audited("package.download", _first)
     def package_bytes(self, name: DeploymentName) -> tuple[str, bytes]:
-        """The package's file name and bytes, made again from the store."""
+        """The package's file name and bytes, made again from the store (audited)."""
+        return self._package_bytes(name)
+
+    def _package_bytes(self, name: DeploymentName) -> tuple[str, bytes]:
         store, key = self._open(create=False)
         material = to_material(store.get_deployment(name), key, store.location)
         return material.file_name, package.build(material)
@@ -444,6 +544,7 @@ class CertServer:
             item.finish()
         return list(files)
 
+    @_audited("link.add", _first)
     def add_link(
         self, name: DeploymentName, bundle: TrustBundle, components: Collection[Component]
     ) -> tuple[DeploymentView, bool]:
@@ -473,6 +574,7 @@ class CertServer:
         )
         return to_view(store.get_deployment(name)), replaced
 
+    @_audited("link.remove", _first)
     def remove_link(self, name: DeploymentName, linked: str) -> DeploymentView:
         """Undo :meth:`add_link`; ``linked`` is the linked deployment's name or CCID."""
         store = self._open_store(create=False)
@@ -480,9 +582,10 @@ class CertServer:
             raise InvalidInput(f"deployment {name} has no link to {linked!r}")
         return to_view(store.get_deployment(name))
 
+    @_audited("package.export", _first)
     def export_package(self, name: DeploymentName, out_dir: Path, *, force: bool) -> Path:
         check_writable_dir(out_dir)
-        file_name, data = self.package_bytes(name)
+        file_name, data = self._package_bytes(name)
         staged = StagedFile(out_dir / file_name, data)
         try:
             staged.place(replace=force)
@@ -600,19 +703,37 @@ class CertServer:
         return material, to_pkcs8_der(ca.key)
 
     def _open_store(self, *, create: bool) -> Store:
-        if self._store is not None and (self._writable or not create):
-            return self._store
-        store = open_store(self.settings, create=create)
-        self.close()
-        self._store, self._writable = store, create
-        return store
+        opened = self._opened
+        with opened.lock:
+            if opened.store is not None and (opened.writable or not create):
+                return opened.store
+            store = open_store(self.settings, create=create)
+            if opened.store is not None:
+                opened.store.close()
+            opened.store, opened.writable = store, create
+            return store
 
     def _open(self, *, create: bool) -> tuple[Store, MasterKey]:
         """The store and the master key that belongs to it; checks that they match."""
         store = self._open_store(create=create)
-        if self._key is None:
-            self._key = master_key_for(self.settings, store, create=create)
-        return store, self._key
+        opened = self._opened
+        with opened.lock:
+            if opened.key is None:
+                opened.key = master_key_for(self.settings, store, create=create)
+            return store, opened.key
+
+    def _audit(self, action: str, target: str, result: str, detail: str) -> None:
+        store = self._opened.store
+        if store is None:  # the store could not be opened: nothing to write to
+            return
+        entry = AuditEntry(
+            self._now(), self.actor.name, action, target, self.actor.source, result, detail
+        )
+        try:
+            store.add_audit(entry)
+        except StoreError:
+            if result == OK:
+                raise
 
 
 def _check_target(out_dir: Path, file_name: str, *, force: bool) -> Path:

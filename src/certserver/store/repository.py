@@ -21,6 +21,8 @@ from sqlalchemy.exc import (
     NoSuchModuleError,
 )
 
+from certserver.accounts import Credential, CredentialKind, Role
+from certserver.audit import AuditEntry
 from certserver.errors import (
     CertserverError,
     DeploymentExists,
@@ -38,8 +40,10 @@ from certserver.keys import KeySpec
 from certserver.profiles import CaMode
 from certserver.store import migrate
 from certserver.store.tables import (
+    audit_log,
     authorities,
     certificates,
+    credentials,
     deployments,
     links,
     pending_keys,
@@ -580,6 +584,85 @@ class Store:
             for row in rows
         ]
 
+    # -- credentials and the audit log ------------------------------------------------------
+
+    def add_credential(self, credential: Credential, secret_sha256: str) -> None:
+        with self.transaction() as connection:
+            connection.execute(
+                sa.insert(credentials).values(
+                    credential_id=credential.credential_id,
+                    kind=credential.kind,
+                    name=credential.name,
+                    role=credential.role,
+                    secret_sha256=secret_sha256,
+                    created_at=credential.created_at,
+                    expires_at=credential.expires_at,
+                    revoked_at=None,
+                )
+            )
+
+    def credential_by_digest(self, secret_sha256: str) -> tuple[Credential, str] | None:
+        """The credential whose secret (token, or certificate fingerprint) has this digest."""
+        with self.transaction() as connection:
+            row = connection.execute(
+                sa.select(credentials).where(credentials.c.secret_sha256 == secret_sha256)
+            ).one_or_none()
+        return None if row is None else (_credential(row), row.secret_sha256)
+
+    def list_credentials(self) -> list[Credential]:
+        with self.transaction() as connection:
+            rows = connection.execute(sa.select(credentials).order_by(credentials.c.id)).all()
+        return [_credential(row) for row in rows]
+
+    def revoke_credential(self, credential_id: str, at: dt.datetime) -> Credential | None:
+        with self.transaction() as connection:
+            changed = connection.execute(
+                sa.update(credentials)
+                .where(
+                    credentials.c.credential_id == credential_id,
+                    credentials.c.revoked_at.is_(None),
+                )
+                .values(revoked_at=at)
+            ).rowcount
+            row = connection.execute(
+                sa.select(credentials).where(credentials.c.credential_id == credential_id)
+            ).one_or_none()
+        if row is None:
+            return None
+        return _credential(row) if changed or row.revoked_at else None
+
+    def add_audit(self, entry: AuditEntry) -> None:
+        with self.transaction() as connection:
+            connection.execute(
+                sa.insert(audit_log).values(
+                    at=entry.at,
+                    actor=entry.actor[:128],
+                    action=entry.action[:64],
+                    target=entry.target[:128],
+                    source=entry.source[:64],
+                    result=entry.result[:64],
+                    detail=entry.detail[:2000],
+                )
+            )
+
+    def list_audit(self, *, limit: int = 100, offset: int = 0) -> list[AuditEntry]:
+        """Newest first."""
+        with self.transaction() as connection:
+            rows = connection.execute(
+                sa.select(audit_log)
+                .order_by(audit_log.c.at.desc(), audit_log.c.id.desc())
+                .limit(limit)
+                .offset(offset)
+            ).all()
+        return [
+            AuditEntry(r.at, r.actor, r.action, r.target, r.source, r.result, r.detail)
+            for r in rows
+        ]
+
+    def count_audit(self) -> int:
+        with self.transaction() as connection:
+            return int(connection.scalar(sa.select(sa.func.count()).select_from(audit_log)) or 0)
+
 
 def _certificate_row(
     deployment_id: object, authority_id: object, cert: CertificateRecord
@@ -597,6 +680,19 @@ def _certificate_row(
         "not_after": cert.not_after,
         "status": cert.status,
     }
+
+
+def _credential(row: sa.Row[tuple[object, ...]]) -> Credential:
+    m = row._mapping
+    return Credential(
+        credential_id=m["credential_id"],
+        kind=CredentialKind(m["kind"]),
+        name=m["name"],
+        role=Role(m["role"]),
+        created_at=m["created_at"],
+        expires_at=m["expires_at"],
+        revoked_at=m["revoked_at"],
+    )
 
 
 def _role(component: Component | None) -> str:
