@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import socket
+import ssl
 import threading
 from pathlib import Path
 
@@ -100,6 +101,7 @@ def test_a_policy_file_replaces_the_services_it_names(tmp_path: Path) -> None:
         ('[accept]\nwho = ["cco"]\n', "unknown component 'who'"),
         ('[accept]\nccm = "cco"\n', "must be a list of components"),
         ('[allow]\nccm = ["cco"]\n', "unknown section 'allow'"),
+        ('[accept]\nccm = ["*", "bogus"]\n', "unknown component 'bogus'"),
         ("", r"has no \[accept\] table"),
     ],
 )
@@ -264,3 +266,64 @@ def test_tls_1_1_is_refused_and_1_2_accepted(
         assert refused.reason is RefusalReason.HANDSHAKE_FAILED
         assert "unsupported protocol" in refused.message
         assert run.returncode != 0
+
+
+def test_a_client_without_certificate_is_refused_as_such(own_ca: dict[str, object]) -> None:
+    import ssl
+
+    server = _creds(own_ca, "ccm")
+    port, result, thread = serve_checked(server, server.peer_check())
+    context = ssl.create_default_context(cafile=str(server.ca_file))
+    raw = socket.create_connection(("127.0.0.1", port), timeout=15)
+    try:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.recv(2)
+    except OSError:
+        pass
+    thread.join(20)
+    refused = result.get("refused")
+    assert isinstance(refused, PeerRefused)
+    assert refused.reason is RefusalReason.NO_CERTIFICATE
+
+
+def test_an_expired_crl_refuses_with_its_own_reason(
+    own_ca: dict[str, object], tmp_path: Path
+) -> None:
+    ca = own_ca["ca"]
+    assert isinstance(ca, CertificateAuthority)
+    now = dt.datetime.now(dt.UTC)
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.certificate.subject)
+        .last_update(now - dt.timedelta(days=3))
+        .next_update(now - dt.timedelta(days=1))
+        .sign(ca.key, hashes.SHA256())
+    )
+    path = tmp_path / "old.pem"
+    path.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    folder = own_ca["ccm"]
+    assert isinstance(folder, Path)
+    server = ComponentCredentials.from_folder(folder, crl_file=path)
+    refused = call(server, _creds(own_ca, "cco"), server.peer_check())
+    assert isinstance(refused, PeerRefused)
+    assert refused.reason is RefusalReason.CRL_PROBLEM
+
+
+def test_the_client_side_learns_that_the_server_refused_it(own_ca: dict[str, object]) -> None:
+    from certserver.mtls import refusal_of
+
+    server = _creds(own_ca, "ccm")
+    port, result, thread = serve_checked(server, server.peer_check())
+    expired = _creds(own_ca, "expired-cco")  # the server refuses it; the client hears why
+    raw = socket.create_connection(("127.0.0.1", port), timeout=15)
+    tls, seen = expired.peer_check(allowed={CCM}).wrap(
+        expired.client_context(), raw, server_side=False, server_hostname="localhost"
+    )
+    assert seen.component is CCM
+    with pytest.raises(ssl.SSLError) as caught:  # TLS 1.3: the refusal comes on the first read
+        tls.recv(2)
+    tls.close()
+    thread.join(20)
+    assert isinstance(result.get("refused"), PeerRefused)
+    assert refusal_of(caught.value).reason is RefusalReason.REFUSED_BY_PEER
+    assert "expired" in refusal_of(caught.value).message

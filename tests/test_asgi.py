@@ -25,7 +25,7 @@ from certserver.asgi import (
 from certserver.identity import Component, Identity
 from certserver.mtls import ComponentCredentials
 from certserver.package import fingerprint
-from certserver.pem import parse
+from certserver.pem import certificates_pem, parse
 
 from .conftest import Extracted
 
@@ -210,3 +210,104 @@ def test_the_example_service_runs(alpha: Extracted) -> None:
         answer = http.get(f"https://127.0.0.1:{port}/api/whoami")
     assert answer.status_code == 200
     assert answer.json()["component"] == "cco"
+
+
+def _forged(
+    alpha: Extracted, tmp_path: Path, component: Component
+) -> tuple[ComponentCredentials, Path]:
+    """A certificate claiming alpha's identity, minted by another CA that the server also
+    trusts (as a linked deployment's or a shared root's CA would be): (client, both CAs)."""
+    import datetime as dt
+
+    from certserver.authority import CertificateAuthority
+    from certserver.identity import Ccid, DeploymentName
+    from certserver.keys import KeySpec
+    from certserver.profiles import DEFAULT_ORGANIZATION
+
+    from .conftest import LOOPBACK_HOSTS
+    from .tls_tools import write_folder
+
+    now = dt.datetime.now(dt.UTC)
+    other = CertificateAuthority.create(
+        DeploymentName("other"), Ccid.generate(), DEFAULT_ORGANIZATION, KeySpec.EC_P256, now
+    )
+    key = KeySpec.EC_P256.generate()
+    cert = other.issue(
+        Identity(alpha.result.deployment.ccid, component), key.public_key(), KeySpec.EC_P256,
+        DEFAULT_ORGANIZATION, LOOPBACK_HOSTS, now, 2,
+    )  # fmt: skip
+    both = tmp_path / "both.crt"
+    both.write_bytes(alpha.ca(CCM).read_bytes() + certificates_pem([other.certificate]))
+    folder = write_folder(tmp_path / "forged" / component.folder, component, cert, key, [])
+    forged = ComponentCredentials.from_folder(folder)
+    return ComponentCredentials(
+        forged.identity, forged.cert_file, forged.key_file, both, None
+    ), both
+
+
+def test_a_front_end_identity_minted_by_another_trusted_ca_is_not_believed(
+    alpha: Extracted, tmp_path: Path
+) -> None:
+    forged, both = _forged(alpha, tmp_path, GUA)
+    ccm = ComponentCredentials.from_folder(alpha.folder(CCM))
+    server = ComponentCredentials(
+        ccm.identity, ccm.cert_file, ccm.key_file, both, None, ccm.issuer_key_id
+    )
+    front = TrustedFrontEnd(identity=Identity(alpha.result.deployment.ccid, GUA))
+    app = PeerIdentityMiddleware(whoami, server.peer_check(), front_ends=[front])
+    with serving(app, server) as port:
+        answer = get(forged, port, **{"X-Remote-User": "admin"})
+        real = get(
+            ComponentCredentials.from_folder(alpha.folder(GUA)), port, **{"X-Remote-User": "alice"}
+        )
+    assert answer.status_code == 403
+    assert answer.json()["reason"] == "other-deployment"
+    assert real.status_code == 200 and real.json()["remote_user"] == "alice"
+
+
+def test_spelling_tricks_do_not_pass_the_user_header(
+    alpha: Extracted, ccm: ComponentCredentials
+) -> None:
+    front = TrustedFrontEnd(identity=Identity(alpha.result.deployment.ccid, GUA))
+    app = PeerIdentityMiddleware(whoami, ccm.peer_check(), front_ends=[front])
+    cco = ComponentCredentials.from_folder(alpha.folder(CCO))
+    gua = ComponentCredentials.from_folder(alpha.folder(GUA))
+    with serving(app, ccm) as port, httpx.Client(verify=cco.client_context(), timeout=15) as http:
+        underscore = http.get(f"https://127.0.0.1:{port}/", headers=[("X_Remote_User", "admin")])
+        upper = http.get(f"https://127.0.0.1:{port}/", headers=[("X-REMOTE-USER", "admin")])
+        with httpx.Client(verify=gua.client_context(), timeout=15) as front_http:
+            twice = front_http.get(
+                f"https://127.0.0.1:{port}/",
+                headers=[("X-Remote-User", "alice"), ("x-remote-user", "admin")],
+            )
+    for answer in (underscore, upper):
+        assert answer.status_code == 200
+        assert answer.json()["remote_user"] is None and answer.json()["x-remote-user"] is None
+    assert twice.json()["remote_user"] is None and twice.json()["x-remote-user"] is None
+
+
+async def ws_whoami(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] != "websocket":
+        return
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    peer = scope["state"]["peer"]
+    await send({"type": "websocket.send", "text": peer.spiffe_id})
+    await send({"type": "websocket.close", "code": 1000})
+
+
+def test_websockets_carry_the_identity_too(alpha: Extracted, ccm: ComponentCredentials) -> None:
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    app = PeerIdentityMiddleware(ws_whoami, ccm.peer_check(allowed={CCO}))
+    with serving(app, ccm) as port:
+        cco = ComponentCredentials.from_folder(alpha.folder(CCO))
+        with connect(f"wss://127.0.0.1:{port}/ws", ssl=cco.client_context(), open_timeout=15) as ws:
+            assert ws.recv(timeout=15) == Identity(alpha.result.deployment.ccid, CCO).spiffe_id
+        gua = ComponentCredentials.from_folder(alpha.folder(GUA))
+        with (
+            pytest.raises(InvalidStatus),
+            connect(f"wss://127.0.0.1:{port}/ws", ssl=gua.client_context(), open_timeout=15),
+        ):
+            pass

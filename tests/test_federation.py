@@ -194,6 +194,11 @@ def test_an_installed_linked_component_keeps_its_links(
     assert set(creds.linked) == {_ccid(run, "south")}
     doctor = run("doctor", "--component", "ccm", "--prefix", str(prefix))
     assert doctor.exit_code == 0, doctor.output
+    assert "PASS ccm links: accepts linked deployments" in doctor.output
+    (folder / "links.json").write_text("garbage\n")
+    doctor = run("doctor", "--component", "ccm", "--prefix", str(prefix))
+    assert doctor.exit_code != 0
+    assert "FAIL ccm links" in doctor.output and "links.json: is damaged" in doctor.output
 
 
 def test_bad_links_are_refused(run: Cli, pair: Path, tmp_path: Path) -> None:
@@ -214,6 +219,22 @@ def test_bad_links_are_refused(run: Cli, pair: Path, tmp_path: Path) -> None:
     )
     line = _refused(run, "link", "add", "north", "--bundle", str(headless), "--components", "ccm")
     assert "headless.pem: has no '# ccid:' header" in line
+    unpinned = tmp_path / "unpinned.json"
+    document = json.loads((pair / "south_bundle.json").read_text())
+    document["certserver"]["issuer_key_ids"] = []
+    unpinned.write_text(json.dumps(document))
+    line = _refused(run, "link", "add", "north", "--bundle", str(unpinned), "--components", "ccm")
+    assert "names no issuer key identifiers to pin" in line
+    elsewhere = tmp_path / "elsewhere.json"
+    document = json.loads((pair / "south_bundle.json").read_text())
+    document["certserver"]["ccid"] = str(Ccid.generate())
+    elsewhere.write_text(json.dumps(document))
+    line = _refused(run, "link", "add", "north", "--bundle", str(elsewhere), "--components", "ccm")
+    assert "belongs to another CCID" in line
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"a":' * 100000 + "1" + "}" * 100000)
+    line = _refused(run, "link", "add", "north", "--bundle", str(deep), "--components", "ccm")
+    assert "deep.json: not a certserver trust bundle" in line
     line = _refused(run, "link", "remove", "north", "south")
     assert "has no link to 'south'" in line
     line = _refused(run, "link", "export", "north", "--out", str(pair))

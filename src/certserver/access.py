@@ -69,11 +69,8 @@ class AccessPolicy:
                 service = Component.from_folder(service_name)
                 if not isinstance(callers, list) or not all(isinstance(c, str) for c in callers):
                     raise FileProblem(path, f"accept.{service_name} must be a list of components")
-                members = (
-                    frozenset(Component)
-                    if ALL in callers
-                    else frozenset(Component.from_folder(c) for c in callers)
-                )
+                named = frozenset(Component.from_folder(c) for c in callers if c != ALL)
+                members = frozenset(Component) if ALL in callers else named
             except FileProblem:
                 raise
             except CertserverError as exc:

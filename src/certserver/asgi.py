@@ -16,6 +16,7 @@ header is stripped and logged, never believed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import ssl
@@ -28,7 +29,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from certserver.errors import CertserverError, PeerRefused, RefusalReason
-from certserver.identity import Identity
+from certserver.identity import Component, Identity
 from certserver.mtls import ComponentCredentials, PeerCheck, identity_of
 
 if TYPE_CHECKING:
@@ -79,7 +80,11 @@ class PeerIdentityMiddleware:
         self.app = app
         self.check = check
         self.front_ends = tuple(front_ends)
-        self.user_header = user_header.lower().encode("latin-1")
+        self.user_header = user_header.lower().replace("_", "-").encode("latin-1")
+
+    def _is_user_header(self, name: bytes) -> bool:
+        """The user header, also spelled with underscores (which some gateways fold)."""
+        return name.lower().replace(b"_", b"-") == self.user_header
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -93,15 +98,17 @@ class PeerIdentityMiddleware:
             await _forbid(scope, send, refused)
             return
         headers = list(scope.get("headers", []))
-        users = [value for name, value in headers if name.lower() == self.user_header]
-        if users and not front_end:
+        users = [value for name, value in headers if self._is_user_header(name)]
+        if users and (not front_end or len(users) > 1):
             log.warning(
-                "stripped %s from %s (%s): only a trusted front end may name the user",
+                "stripped %s from %s (%s): %s",
                 self.user_header.decode(),
-                identity.spiffe_id if identity else "unknown peer",
+                identity.spiffe_id if identity else "a front end",
                 _client(scope),
+                "sent more than once" if front_end else "only a trusted front end may name it",
             )
-            headers = [(n, v) for n, v in headers if n.lower() != self.user_header]
+        if users:
+            headers = [(n, v) for n, v in headers if not self._is_user_header(n)]
         scope = dict(scope, headers=headers)
         state = dict(scope.get("state") or {})
         state["peer"] = identity
@@ -112,12 +119,26 @@ class PeerIdentityMiddleware:
         await self.app(scope, receive, send)
 
     def _who(self, cert: x509.Certificate) -> tuple[Identity | None, bool]:
-        try:
-            identity: Identity | None = identity_of(cert)
-        except CertserverError:
-            identity = None
-        if any(front.matches(cert, identity) for front in self.front_ends):
-            return identity, True
+        """The peer's identity, and whether it is a trusted front end.
+
+        A front end known by its identity must first pass the same checks as any peer
+        (this deployment's CCID, or a linked one, issued by its CAs), whatever the policy
+        says of its component; one known by fingerprint is the exact certificate.
+        """
+        for front in self.front_ends:
+            if front.fingerprint_sha256 is not None and front.matches(cert, None):
+                try:
+                    return identity_of(cert), True
+                except CertserverError:
+                    return None, True
+        if any(front.identity is not None for front in self.front_ends):
+            anyone = dataclasses.replace(self.check, allowed=frozenset(Component))
+            try:
+                identity = anyone.verify_certificate(cert)
+            except PeerRefused:
+                identity = None
+            if identity is not None and any(f.matches(cert, identity) for f in self.front_ends):
+                return identity, True
         return self.check.verify_certificate(cert), False
 
 
@@ -196,7 +217,8 @@ def uvicorn_config(
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     class TlsH11Protocol(H11Protocol):
-        """uvicorn's h11 protocol, adding ``scope["extensions"]["tls"]``."""
+        """uvicorn's h11 protocol, adding ``scope["extensions"]["tls"]`` (also for the
+        WebSocket connections it upgrades to)."""
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
@@ -204,14 +226,19 @@ def uvicorn_config(
             if ssl_object is None:
                 return
             extension = tls_extension(ssl_object)
-            inner = self.app
+            self.app = _with_tls(self.app, extension)
+            base = self.ws_protocol_class
+            if base is not None:
 
-            async def with_tls(scope: Scope, receive: Receive, send: Send) -> None:
-                scope.setdefault("extensions", {})["tls"] = extension
-                await inner(scope, receive, send)
+                class TlsWebSocket(base):  # type: ignore[misc,valid-type]
+                    def __init__(self, *args: Any, **kwargs: Any) -> None:
+                        super().__init__(*args, **kwargs)
+                        inner: Any = getattr(self, "app")  # noqa: B009 - untyped base
+                        setattr(self, "app", _with_tls(inner, extension))  # noqa: B010
 
-            self.app = with_tls
+                self.ws_protocol_class = TlsWebSocket
 
+    options.pop("http", None)  # the protocol is what provides the peer's certificate
     return uvicorn.Config(
         app,
         host=host,
@@ -220,3 +247,11 @@ def uvicorn_config(
         ssl_context_factory=lambda _config, _default: credentials.server_context(),
         **options,
     )
+
+
+def _with_tls(app: Any, extension: dict[str, Any]) -> ASGIApp:
+    async def with_tls(scope: Scope, receive: Receive, send: Send) -> None:
+        scope.setdefault("extensions", {})["tls"] = extension
+        await app(scope, receive, send)
+
+    return with_tls

@@ -96,6 +96,8 @@ class RefusalReason(enum.StrEnum):
     EXPIRED = "expired"
     NOT_YET_VALID = "not-yet-valid"
     REVOKED = "revoked"
+    CRL_PROBLEM = "crl-problem"  # the configured CRL is missing for the issuer, or expired
+    REFUSED_BY_PEER = "refused-by-peer"  # the peer's alert: it refused this side
     HANDSHAKE_FAILED = "handshake-failed"  # anything else: protocol version, bad signature
 
 

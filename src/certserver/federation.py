@@ -13,17 +13,21 @@ import base64
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
 
 from certserver.errors import CertserverError, FileProblem
 from certserver.identity import Ccid, Component, DeploymentName
 from certserver.pem import ParseError, certificates_pem, parse
+from certserver.profiles import CA_UNIT as _CA_UNIT
 
 LINKS_FORMAT_VERSION = 1
 _PEM_TITLE = "# certserver trust bundle"
+_OU = NameOID.ORGANIZATIONAL_UNIT_NAME
 _SHA256 = hashes.SHA256()
 
 
@@ -75,7 +79,14 @@ class TrustBundle:
             return cls._from_pem(data, source)
         except FileProblem:
             raise
-        except (CertserverError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (
+            CertserverError,
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            RecursionError,
+        ) as exc:
             reason = exc.message if isinstance(exc, CertserverError) else "damaged"
             raise FileProblem(source, f"not a certserver trust bundle ({reason})") from None
 
@@ -130,6 +141,12 @@ class TrustBundle:
             constraints = _constraints(cert)
             if constraints is None or not constraints.ca:
                 raise FileProblem(source, f"{cert.subject.rfc4514_string()} is not a CA")
+            units = [a.value for a in cert.subject.get_attributes_for_oid(_OU)]
+            if _CA_UNIT in units and ccid.value not in units:  # a certserver deployment CA
+                raise FileProblem(source, f"its CA belongs to another CCID than {ccid}")
+        if not issuer_key_ids:
+            # without them any CA the component trusts could mint the linked identities
+            raise FileProblem(source, "names no issuer key identifiers to pin")
         for key_id in issuer_key_ids:
             bytes.fromhex(key_id)  # ValueError for anything else
         return cls(name, ccid, tuple(anchors), tuple(issuer_key_ids))
@@ -145,14 +162,13 @@ class Link:
 
 def issuer_key_ids(leaves: Iterable[x509.Certificate]) -> tuple[str, ...]:
     """The authority key identifiers of ``leaves``: who issues a deployment's certificates."""
+    from certserver.mtls import authority_key_id  # mtls reads links with this module
+
     found: list[str] = []
     for leaf in leaves:
-        try:
-            aki = leaf.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
-        except x509.ExtensionNotFound:
-            continue
-        if aki.key_identifier is not None and aki.key_identifier.hex() not in found:
-            found.append(aki.key_identifier.hex())
+        key_id = authority_key_id(leaf)
+        if key_id is not None and key_id.hex() not in found:
+            found.append(key_id.hex())
     return tuple(found)
 
 
@@ -177,14 +193,26 @@ def read_links_json(data: bytes, source: str) -> dict[Ccid, frozenset[bytes]]:
         document = json.loads(data)
         if document["format_version"] != LINKS_FORMAT_VERSION:
             raise FileProblem(source, f"has format {document['format_version']!r}, expected 1")
-        return {
+        linked = {
             Ccid(row["ccid"]): frozenset(bytes.fromhex(k) for k in row["issuer_key_ids"])
             for row in document["links"]
         }
     except FileProblem:
         raise
-    except (CertserverError, ValueError, KeyError, TypeError, AttributeError):
+    except (CertserverError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         raise FileProblem(source, "is damaged: not a links file") from None
+    if any(not pins for pins in linked.values()):
+        raise FileProblem(source, "names a linked deployment without issuer key identifiers")
+    return linked
+
+
+def linked_anchors(path: Path) -> set[str]:
+    """The SHA-256 fingerprints of the linked anchors a ``links.json`` names."""
+    try:
+        document = json.loads(path.read_bytes())
+        return {str(fp) for row in document["links"] for fp in row["anchors_sha256"]}
+    except (ValueError, KeyError, TypeError, RecursionError):
+        raise FileProblem(path, "is damaged: not a links file") from None
 
 
 def _constraints(cert: x509.Certificate) -> x509.BasicConstraints | None:

@@ -34,6 +34,7 @@ from certserver.errors import (
     RefusalReason,
 )
 from certserver.federation import read_links_json
+from certserver.files import read_regular_file
 from certserver.identity import Ccid, Component, Identity
 
 
@@ -60,6 +61,7 @@ def identity_in(extensions: x509.Extensions) -> Identity:
     return Identity.from_spiffe_id(uris[0])
 
 
+_MAX_LINKS = 1 << 20
 _NO_LINKS: Mapping[Ccid, frozenset[bytes]] = MappingProxyType({})
 
 
@@ -132,7 +134,12 @@ class PeerCheck:
     ) -> tuple[ssl.SSLSocket, Identity]:
         """Handshake on ``sock`` and check the peer: the TLS socket and the peer's identity,
         or :class:`PeerRefused` with the reason (unknown CA, expired, revoked, other
-        deployment, component not allowed, ...). The socket is closed on a refusal."""
+        deployment, component not allowed, ...). The socket is closed on a refusal.
+
+        On the client side under TLS 1.3 the server decides about the client's certificate
+        after the handshake: its refusal arrives as an ``ssl.SSLError`` on the first read,
+        which :func:`refusal_of` turns into a reason (``refused-by-peer`` and the alert).
+        """
         try:
             tls = context.wrap_socket(
                 sock, server_side=server_side, server_hostname=server_hostname
@@ -149,34 +156,34 @@ class PeerCheck:
 
 _VERIFY_CODES = {
     2: RefusalReason.UNKNOWN_CA,  # unable to get issuer certificate
+    3: RefusalReason.CRL_PROBLEM,  # unable to get certificate CRL
     7: RefusalReason.UNKNOWN_CA,  # signature failure: a namesake CA signed it
     9: RefusalReason.NOT_YET_VALID,
     10: RefusalReason.EXPIRED,
+    11: RefusalReason.CRL_PROBLEM,  # CRL not yet valid
+    12: RefusalReason.CRL_PROBLEM,  # CRL has expired
     18: RefusalReason.UNKNOWN_CA,  # self-signed leaf
     19: RefusalReason.UNKNOWN_CA,  # self-signed certificate in chain
     20: RefusalReason.UNKNOWN_CA,  # unable to get local issuer certificate
     21: RefusalReason.UNKNOWN_CA,
     23: RefusalReason.REVOKED,
 }
-_ALERTS = {
-    "ALERT_UNKNOWN_CA": RefusalReason.UNKNOWN_CA,
-    "ALERT_BAD_CERTIFICATE": RefusalReason.UNKNOWN_CA,
-    "ALERT_CERTIFICATE_EXPIRED": RefusalReason.EXPIRED,
-    "ALERT_CERTIFICATE_REVOKED": RefusalReason.REVOKED,
-}
 
 
 def refusal_of(exc: ssl.SSLError) -> PeerRefused:
-    """The reason a handshake failed, from this side's verification or the peer's alert."""
+    """Why a handshake (or, under TLS 1.3, a client's first read) failed: this side's
+    verification of the peer, a peer that sent no certificate, or the peer's alert (then
+    the peer refused *us*: ``refused-by-peer``, with its alert in the message)."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         reason = _VERIFY_CODES.get(exc.verify_code, RefusalReason.HANDSHAKE_FAILED)
         return PeerRefused(reason, f"peer refused: {exc.verify_message}")
     name = str(exc.reason or "")
-    reason = next(
-        (r for alert, r in _ALERTS.items() if alert in name), RefusalReason.HANDSHAKE_FAILED
-    )
     shown = name.lower().replace("_", " ") if name else type(exc).__name__
-    return PeerRefused(reason, f"handshake failed: {shown}")
+    if name == "PEER_DID_NOT_RETURN_A_CERTIFICATE":
+        return PeerRefused(RefusalReason.NO_CERTIFICATE, f"peer refused: {shown}")
+    if "ALERT" in name:
+        return PeerRefused(RefusalReason.REFUSED_BY_PEER, f"the peer refused this side: {shown}")
+    return PeerRefused(RefusalReason.HANDSHAKE_FAILED, f"handshake failed: {shown}")
 
 
 def authority_key_id(cert: x509.Certificate) -> bytes | None:
@@ -313,12 +320,9 @@ def _links_in(folder: Path, component: Component) -> Mapping[Ccid, frozenset[byt
     if component.links_file is None:
         return _NO_LINKS
     path = folder / component.links_file
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return _NO_LINKS
-    except OSError as exc:
-        raise FileProblem(path, f"cannot read: {exc.strerror}") from None
+    data = read_regular_file(path, _MAX_LINKS, "a links file")
     return MappingProxyType(read_links_json(data, str(path)))
 
 

@@ -72,7 +72,7 @@ def add(name: str, bundle_file: Path, components: str) -> None:
     """
     if any(not part.strip() for part in components.split(",")):
         raise InvalidInput(f"invalid --components {components!r}: empty component name")
-    wanted = [Component.parse(part) for part in components.split(",")]
+    wanted = list(dict.fromkeys(Component.parse(part) for part in components.split(",")))
     data = read_regular_file(bundle_file, _MAX_BUNDLE, "a trust bundle")
     bundle = TrustBundle.read(data, str(bundle_file))
     with _service() as service:

@@ -10,12 +10,15 @@ import stat
 from pathlib import Path
 
 from certserver.errors import CertserverError
+from certserver.federation import linked_anchors
 from certserver.identity import Ccid, Component
 from certserver.install.apply import interrupted
 from certserver.install.owners import Owner, owner_for
 from certserver.install.paths import HostPaths, link_points_to
 from certserver.install.plan import DIR_MODE, installed_set
 from certserver.mtls import ComponentCredentials
+from certserver.package import fingerprint
+from certserver.pem import ParseError, parse
 from certserver.verify import Finding, Status, check_set
 
 
@@ -50,6 +53,7 @@ def diagnose(
             continue
         found, identity = check_set(files, now, expect_ccid=ccid)
         findings += found
+        findings += _links(member, folder)
         if ccid is None and identity is not None:
             ccid = identity.ccid
     if paths.tomcat_link is not None:
@@ -57,6 +61,24 @@ def diagnose(
     if connect is not None:
         findings.append(_connect(component, paths.folder(component), connect))
     return findings
+
+
+def _links(component: Component, folder: Path) -> list[Finding]:
+    """A linked component's links.json: readable, and every linked anchor in its ca.crt."""
+    if component.links_file is None or not (folder / component.links_file).exists():
+        return []
+    check = f"{component.folder} links"
+    try:
+        credentials = ComponentCredentials.from_folder(folder, component)
+        anchors = linked_anchors(folder / component.links_file)
+        trusted = {fingerprint(c) for c in parse(credentials.ca_file.read_bytes()).certificates}
+    except (CertserverError, ParseError, OSError) as exc:
+        return [Finding(Status.FAIL, check, str(exc))]
+    missing = sorted(anchors - trusted)
+    if missing:
+        return [Finding(Status.FAIL, check, f"{component.ca_file} lacks linked anchors")]
+    names = ", ".join(str(ccid) for ccid in credentials.linked)
+    return [Finding(Status.PASS, check, f"accepts linked deployments {names}")]
 
 
 def _folder(component: Component, folder: Path, owner: Owner | None) -> list[Finding]:
