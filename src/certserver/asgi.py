@@ -213,6 +213,19 @@ def uvicorn_config(
 ) -> uvicorn.Config:
     """A uvicorn configuration serving ``app`` with the component's server context (TLS
     1.2+, client certificate required) and the TLS extension on every request's scope."""
+    return uvicorn_tls_config(app, credentials.server_context, host=host, port=port, **options)
+
+
+def uvicorn_tls_config(
+    app: Any,
+    make_context: Callable[[], ssl.SSLContext],
+    *,
+    host: str,
+    port: int,
+    **options: Any,
+) -> uvicorn.Config:
+    """uvicorn with the TLS context ``make_context`` makes, and the ASGI TLS extension (the
+    peer's certificate) on every HTTP and WebSocket scope."""
     import uvicorn
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -244,7 +257,7 @@ def uvicorn_config(
         host=host,
         port=port,
         http=TlsH11Protocol,
-        ssl_context_factory=lambda _config, _default: credentials.server_context(),
+        ssl_context_factory=lambda _config, _default: make_context(),
         **options,
     )
 

@@ -6,6 +6,7 @@ import copy
 import datetime as dt
 import functools
 import os
+import secrets
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,17 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import Connection
 
 from certserver import package
+from certserver.accounts import (
+    Credential,
+    CredentialKind,
+    Role,
+    Unauthenticated,
+    check_name,
+    new_token,
+    parse_token,
+    same_digest,
+    token_sha256,
+)
 from certserver.archive import is_zip, read_members
 from certserver.audit import OK, Actor, AuditEntry
 from certserver.authority import CertificateAuthority
@@ -57,7 +69,7 @@ from certserver.keys import (
 from certserver.masterkey import MasterKey
 from certserver.opening import master_key_for, never_created, open_store
 from certserver.package import ComponentMaterial, DeploymentMaterial, fingerprint, serial_hex
-from certserver.pem import ParseError, parse
+from certserver.pem import ParseError, certificates_pem, parse
 from certserver.policy import csr_violations
 from certserver.profiles import (
     BACKDATE,
@@ -594,6 +606,110 @@ class CertServer:
             raise
         staged.finish()
         return staged.target
+
+    def pending_requests(self, name: DeploymentName) -> tuple[str, bytes]:
+        """The CSR file (``<name>_ca.csr``) or zip (``<name>_csrs.zip``) a pending
+        deployment waits on, made again from the store (public data)."""
+        record = self._open_store(create=False).get_deployment(name)
+        if record.state is not DeploymentState.PENDING:
+            raise InvalidInput(f"deployment {name} has nothing pending to sign")
+        csrs = [(p.component, x509.load_der_x509_csr(p.csr_der)) for p in record.pending]
+        if record.ca_mode is CaMode.ENTERPRISE_INTERMEDIATE:
+            return ca_csr_file_name(name), csr_pem(csrs[0][1])
+        requests = [
+            ComponentRequest(c, csr, tuple(record.hosts.get(c, ())))
+            for c, csr in csrs
+            if c is not None
+        ]
+        return csrs_file_name(name), build_csrs_zip(name, record.ccid, record.created_at, requests)
+
+    def ca_certificates(self, name: DeploymentName) -> bytes:
+        """The deployment's trust anchors, PEM (public)."""
+        record = self._open_store(create=False).get_deployment(name)
+        if record.state is DeploymentState.PENDING:
+            raise InvalidInput(f"deployment {name} has no CA certificate yet")
+        anchors, _ = chain_of(record, self._open_store(create=False).location)
+        return certificates_pem(list(anchors))
+
+    # -- credentials and the audit log ----------------------------------------------------
+
+    @_audited("credential.create", lambda name, *_a, **_k: str(name))
+    def create_token(
+        self, name: str, role: Role, expires_in: dt.timedelta | None = None
+    ) -> tuple[Credential, str]:
+        """A new API token: the credential, and the token itself (shown once, not kept)."""
+        made = new_token()
+        now = self._now()
+        credential = Credential(
+            credential_id=made.credential_id,
+            kind=CredentialKind.TOKEN,
+            name=check_name(name),
+            role=role,
+            created_at=now,
+            expires_at=now + expires_in if expires_in else None,
+            revoked_at=None,
+        )
+        self._open_store(create=True).add_credential(credential, made.secret_sha256)
+        return credential, made.token
+
+    @_audited("credential.create", lambda name, *_a, **_k: str(name))
+    def add_client_certificate(
+        self, name: str, role: Role, cert: x509.Certificate, expires_in: dt.timedelta | None = None
+    ) -> Credential:
+        """A client certificate as a credential, known by its SHA-256 fingerprint."""
+        now = self._now()
+        credential = Credential(
+            credential_id=secrets.token_hex(8),
+            kind=CredentialKind.CLIENT_CERT,
+            name=check_name(name),
+            role=role,
+            created_at=now,
+            expires_at=now + expires_in if expires_in else None,
+            revoked_at=None,
+        )
+        self._open_store(create=True).add_credential(credential, fingerprint(cert))
+        return credential
+
+    def credentials(self) -> list[Credential]:
+        return self._open_store(create=False).list_credentials()
+
+    @_audited("credential.revoke", lambda credential_id, *_a, **_k: str(credential_id))
+    def revoke_credential(self, credential_id: str) -> Credential:
+        revoked = self._open_store(create=False).revoke_credential(credential_id, self._now())
+        if revoked is None:
+            raise InvalidInput(f"no credential {credential_id!r} (or it is already revoked)")
+        return revoked
+
+    def authenticate_token(self, token: str) -> Credential:
+        """The credential of a usable token; :class:`Unauthenticated` otherwise."""
+        if parse_token(token) is None:
+            raise Unauthenticated("not a certserver token")
+        return self._usable(token_sha256(token))
+
+    def authenticate_certificate(self, cert_fingerprint: str) -> Credential:
+        return self._usable(cert_fingerprint)
+
+    def _usable(self, digest: str) -> Credential:
+        found = self._open_store(create=True).credential_by_digest(digest)
+        if found is None or not same_digest(found[1], digest) or not found[0].usable(self._now()):
+            raise Unauthenticated("unknown, expired or revoked credential")
+        return found[0]
+
+    def certificate_counts(self) -> dict[str, int]:
+        if never_created(self.settings):
+            return {}
+        return self._open_store(create=False).certificate_counts()
+
+    def audit_entries(self, *, limit: int = 100, offset: int = 0) -> list[AuditEntry]:
+        if never_created(self.settings):
+            return []
+        return self._open_store(create=False).list_audit(limit=limit, offset=offset)
+
+    def record(self, action: str, target: str, result: str, detail: str = "") -> None:
+        """An audit entry for something refused before any use case ran (a credential
+        without the role for it)."""
+        self._open_store(create=True)
+        self._audit(action, target, result, detail)
 
     # -- internals -------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from certserver.cli.install import doctor_command, install_command
 from certserver.cli.link import link
 from certserver.cli.master_key import master_key
 from certserver.cli.output import printable
+from certserver.cli.service import audit_command, db, serve_command, token
 from certserver.cli.sign import sign_csr_command
 from certserver.errors import CertserverError
 
@@ -73,6 +74,10 @@ cli.add_command(doctor_command)
 cli.add_command(sign_csr_command)
 cli.add_command(link)
 cli.add_command(demo_command)
+cli.add_command(serve_command)
+cli.add_command(token)
+cli.add_command(audit_command)
+cli.add_command(db)
 cli.add_command(client_cert)
 
 

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import enum
 import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import click
 
 from certserver.clock import iso
-from certserver.hosts import Host
-from certserver.identity import Ccid, DeploymentName
-from certserver.profiles import Organization
+from certserver.plain import plain
 
 
 def printable(text: str) -> str:
@@ -54,24 +49,5 @@ def fields(pairs: Sequence[tuple[str, str]], indent: int = 2) -> str:
     return "\n".join(f"{' ' * indent}{label.ljust(width)}  {value}" for label, value in pairs)
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, Ccid | DeploymentName | Host | Organization):
-        return str(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dt.datetime):
-        return iso(value)
-    if isinstance(value, enum.Enum):
-        folder = getattr(value, "folder", None)
-        return folder if isinstance(folder, str) else value.value
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def emit_json(value: Any) -> None:
-    click.echo(json.dumps(_plain(value), indent=2, sort_keys=True))
+    click.echo(json.dumps(plain(value), indent=2, sort_keys=True))

@@ -584,6 +584,17 @@ class Store:
             for row in rows
         ]
 
+    def certificate_counts(self) -> dict[str, int]:
+        """How many certificates are in each state, and how many keys wait for a signature."""
+        with self.transaction() as connection:
+            rows = connection.execute(
+                sa.select(certificates.c.status, sa.func.count()).group_by(certificates.c.status)
+            ).all()
+            pending = connection.scalar(sa.select(sa.func.count()).select_from(pending_keys))
+        counts = {str(status): int(count) for status, count in rows}
+        counts["pending"] = int(pending or 0)
+        return counts
+
     # -- credentials and the audit log ------------------------------------------------------
 
     def add_credential(self, credential: Credential, secret_sha256: str) -> None:

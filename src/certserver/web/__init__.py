@@ -1,0 +1,42 @@
+"""certserver as a service: the REST API, the web page and ``/metrics`` (FastAPI)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, FastAPI
+from fastapi.responses import PlainTextResponse
+
+from certserver.accounts import Role
+from certserver.config import Settings
+from certserver.service import CertServer
+from certserver.web import api, metrics, pages
+from certserver.web.auth import Caller, require
+from certserver.web.problems import install_handlers
+
+
+def create_app(settings: Settings, *, service: CertServer | None = None) -> FastAPI:
+    """The service over the store ``settings`` name (the same store as the CLI's)."""
+    app = FastAPI(
+        title="certserver",
+        summary="Deployment certificate server: identities, CAs and component certificates",
+        version="1",
+    )
+    app.state.service = service or CertServer(settings)
+    counter = metrics.RequestCounter()
+    app.middleware("http")(counter.middleware)
+    install_handlers(app)
+    app.include_router(api.router)
+    app.include_router(pages.router)
+
+    @app.get("/health", summary="Liveness (public)")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+    def prometheus(caller: Annotated[Caller, Depends(require(Role.AUDITOR))]) -> PlainTextResponse:
+        return PlainTextResponse(
+            metrics.render(caller.service, counter), media_type=metrics.CONTENT_TYPE
+        )
+
+    return app

@@ -1,0 +1,284 @@
+"""The web page for support staff: server-rendered (Jinja2), no build step, no JavaScript
+needed. Sign in with a token; see deployments and their days to expiry; create one and
+download its zip; sign a CSR; read the audit log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from certserver.accounts import Credential, Role, Unauthenticated
+from certserver.audit import Actor
+from certserver.clock import days_left, iso, utc_now
+from certserver.errors import CertserverError
+from certserver.hosts import Host
+from certserver.identity import Component, DeploymentName
+from certserver.keys import KeySpec
+from certserver.profiles import Organization
+from certserver.service import CertServer, CreateRequest
+from certserver.web.auth import SESSION_COOKIE, client_address, csrf_token, service_of
+from certserver.web.problems import status_of
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+_MAX_CSR = 1 << 20
+
+
+def _urgency(days: int | None) -> str:
+    if days is None:
+        return "pending"
+    if days < 0:
+        return "expired"
+    return "urgent" if days < 30 else "soon" if days < 90 else "ok"
+
+
+class _Session:
+    """The signed-in user of a page request, acting through the service as themselves."""
+
+    def __init__(self, request: Request) -> None:
+        token = request.cookies.get(SESSION_COOKIE)
+        if not token:
+            raise Unauthenticated("sign in first")
+        base = service_of(request)
+        self.credential: Credential = base.authenticate_token(token)
+        self.csrf = csrf_token(token)
+        self.service: CertServer = base.for_actor(
+            Actor(self.credential.actor, client_address(request))
+        )
+
+    def check(self, csrf: str) -> None:
+        if csrf != self.csrf:
+            raise Unauthenticated("the form is stale; sign in again")
+
+    def page(self, request: Request, name: str, status: int = 200, **context: Any) -> Response:
+        context.update(credential=self.credential, csrf=self.csrf)
+        return templates.TemplateResponse(request, name, context, status_code=status)
+
+
+def _session(request: Request) -> _Session | Response:
+    try:
+        return _Session(request)
+    except CertserverError:
+        return RedirectResponse("/ui/login", status_code=303)
+
+
+@router.get("/login")
+def login_form(request: Request) -> Response:
+    return templates.TemplateResponse(request, "login.html", {"credential": None})
+
+
+@router.post("/login")
+def login(request: Request, token: Annotated[str, Form()]) -> Response:
+    try:
+        service_of(request).authenticate_token(token.strip())
+    except CertserverError:
+        return templates.TemplateResponse(
+            request,
+            "login.html",
+            {"credential": None, "error": "That token is unknown, expired or revoked."},
+            status_code=401,
+        )
+    response = RedirectResponse("/ui/", status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        token.strip(),
+        httponly=True,
+        secure=request.url.scheme == "https",
+        samesite="strict",
+        path="/",
+    )
+    return response
+
+
+@router.post("/logout")
+def logout() -> Response:
+    response = RedirectResponse("/ui/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/")
+def deployments(request: Request) -> Response:
+    session = _session(request)
+    if isinstance(session, Response):
+        return session
+    return _deployments_page(request, session)
+
+
+def _deployments_page(
+    request: Request, session: _Session, error: str | None = None, status: int = 200
+) -> Response:
+    now = utc_now()
+    rows = []
+    for summary in session.service.list_deployments():
+        days = days_left(summary.next_expiry, now) if summary.next_expiry else None
+        rows.append(
+            {
+                "name": summary.name.value,
+                "ccid": summary.ccid.value,
+                "ca_mode": summary.ca_mode.value,
+                "state": summary.state.value,
+                "next_expiry": iso(summary.next_expiry) if summary.next_expiry else None,
+                "days": days,
+                "urgency": _urgency(days),
+            }
+        )
+    return session.page(
+        request,
+        "deployments.html",
+        status,
+        rows=rows,
+        error=error,
+        key_types=[spec.value for spec in KeySpec],
+        components=[c.folder for c in Component],
+    )
+
+
+@router.post("/deployments")
+async def create(request: Request) -> Response:
+    session = _session(request)
+    if isinstance(session, Response):
+        return session
+    form = await request.form()
+    try:
+        session.check(str(form.get("csrf", "")))
+        if session.credential.role is not Role.SYSADMIN:
+            raise Unauthenticated("only a sysadmin may create deployments")
+        hosts: dict[Component, tuple[Host, ...]] = {}
+        shared = _host_list(str(form.get("hosts_all", "")))
+        for component in Component:
+            own = _host_list(str(form.get(f"hosts_{component.folder}", "")))
+            merged = tuple(dict.fromkeys([*shared, *own]))
+            if merged:
+                hosts[component] = merged
+        result = session.service.create_deployment(
+            CreateRequest(
+                name=DeploymentName(str(form.get("name", "")).strip()),
+                organization=Organization(str(form.get("organization", "")).strip()),
+                hosts=hosts,
+                key_spec=KeySpec.parse(str(form.get("key_type", KeySpec.EC_P256.value))),
+            )
+        )
+    except CertserverError as exc:
+        return _deployments_page(request, session, exc.message, status_of(exc))
+    return RedirectResponse(f"/ui/deployments/{result.deployment.name}", status_code=303)
+
+
+def _host_list(text: str) -> list[Host]:
+    return [Host.parse(part) for part in text.split(",") if part.strip()]
+
+
+@router.get("/deployments/{name}")
+def deployment(request: Request, name: str) -> Response:
+    session = _session(request)
+    if isinstance(session, Response):
+        return session
+    try:
+        view = session.service.show_deployment(DeploymentName(name))
+    except CertserverError as exc:
+        return _deployments_page(request, session, exc.message, status_of(exc))
+    now = utc_now()
+    components = [
+        {
+            "component": c.component.folder,
+            "serial": c.serial,
+            "not_after": iso(c.not_after),
+            "days": days_left(c.not_after, now),
+            "urgency": _urgency(days_left(c.not_after, now)),
+            "hosts": ", ".join(h.text for h in c.hosts) or "-",
+        }
+        for c in view.components
+    ]
+    return session.page(request, "deployment.html", view=view, components=components)
+
+
+@router.get("/deployments/{name}/package")
+def package(request: Request, name: str) -> Response:
+    session = _session(request)
+    if isinstance(session, Response):
+        return session
+    if session.credential.role is not Role.SYSADMIN:
+        session.service.record("package.download", name, "forbidden", "auditor role")
+        return _deployments_page(request, session, "Only a sysadmin may download packages.", 403)
+    try:
+        file_name, data = session.service.package_bytes(DeploymentName(name))
+    except CertserverError as exc:
+        return _deployments_page(request, session, exc.message, status_of(exc))
+    return Response(
+        data,
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{file_name}"'},
+    )
+
+
+@router.get("/sign")
+def sign_form(request: Request) -> Response:
+    session = _session(request)
+    if isinstance(session, Response):
+        return session
+    return _sign_page(request, session)
+
+
+def _sign_page(
+    request: Request, session: _Session, error: str | None = None, status: int = 200
+) -> Response:
+    names = [s.name.value for s in session.service.list_deployments()]
+    components = [c.folder for c in Component]
+    return session.page(
+        request, "sign.html", status, names=names, components=components, error=error
+    )
+
+
+@router.post("/sign")
+async def sign(
+    request: Request,
+    csr: Annotated[UploadFile, File()],
+    deployment: Annotated[str, Form()],
+    component: Annotated[str, Form()],
+    csrf: Annotated[str, Form()],
+) -> Response:
+    session = _session(request)
+    if isinstance(session, Response):
+        return session
+    try:
+        session.check(csrf)
+        if session.credential.role is not Role.SYSADMIN:
+            raise Unauthenticated("only a sysadmin may sign")
+        data = await csr.read(_MAX_CSR + 1)
+        if len(data) > _MAX_CSR:
+            raise CertserverError(f"{csr.filename}: too large to be a CSR")
+        cert = session.service.sign_csr(
+            DeploymentName(deployment), Component.parse(component), data, csr.filename or "CSR"
+        )
+    except CertserverError as exc:
+        return _sign_page(request, session, exc.message, status_of(exc))
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return Response(
+        cert.public_bytes(Encoding.PEM),
+        media_type="application/x-pem-file",
+        headers={"Content-Disposition": f'attachment; filename="{component}.crt"'},
+    )
+
+
+@router.get("/audit")
+def audit(request: Request) -> Response:
+    session = _session(request)
+    if isinstance(session, Response):
+        return session
+    entries = [
+        {
+            "at": iso(e.at),
+            "actor": e.actor,
+            "action": e.action,
+            "target": e.target,
+            "source": e.source,
+            "result": e.result,
+        }
+        for e in session.service.audit_entries(limit=200)
+    ]
+    return session.page(request, "audit.html", entries=entries)
