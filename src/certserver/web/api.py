@@ -81,7 +81,7 @@ async def _upload(upload: UploadFile, what: str) -> Supplied:
 def list_deployments(
     caller: Reader,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
     state: DeploymentState | None = None,
     ca_mode: CaMode | None = None,
     name_prefix: Annotated[str | None, Query(max_length=63)] = None,
@@ -218,6 +218,6 @@ async def import_signed(
 def audit(
     caller: Reader,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> Any:
     return {"items": plain(caller.service.audit_entries(limit=limit, offset=offset))}
