@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 from certserver.archive import open_package
+from certserver.clock import utc_now
 from certserver.errors import CertserverError, InstallFailed
 from certserver.identity import Component
 from certserver.install.apply import apply
 from certserver.install.owners import broker_owner
 from certserver.install.paths import HostPaths
 from certserver.install.plan import INSTALLABLE, plan_install
-from certserver.service import utc_now
 
 from .conftest import Cli, Extracted, need, need_tool, run_process
 from .install_tools import rewrite_package, tree
