@@ -195,6 +195,6 @@ def test_a_store_of_an_older_schema_is_migrated_on_open(settings: Settings, tmp_
     engine = _engine(settings)
     with engine.connect() as connection:
         context = MigrationContext.configure(connection)
-        assert context.get_current_revision() == migrate.SCHEMA_HEAD == "0005"
+        assert context.get_current_revision() == migrate.SCHEMA_HEAD == "0006"
         assert compare_metadata(context, metadata) == []
     engine.dispose()

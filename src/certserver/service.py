@@ -63,6 +63,7 @@ from certserver.records import (
     to_record,
     to_view,
 )
+from certserver.revocation_cases import RevocationCases
 from certserver.store import (
     CertificateRecord,
     DeploymentRecord,
@@ -127,7 +128,7 @@ class CreateResult:
         return self.path
 
 
-class CertServer(EnterpriseCases, LinkCases, AccountCases):
+class CertServer(EnterpriseCases, LinkCases, AccountCases, RevocationCases):
     """certserver's use cases over one store and master key, opened on first use.
 
     ``actor`` is who the audit log names for the changes and downloads made through this

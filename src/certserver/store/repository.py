@@ -44,9 +44,11 @@ from certserver.store.tables import (
     authorities,
     certificates,
     credentials,
+    crls,
     deployments,
     links,
     pending_keys,
+    revocations,
     store_meta,
     trust_certificates,
 )
@@ -57,6 +59,7 @@ class Status(enum.StrEnum):
 
     ACTIVE = "active"  # in the deployment's package
     ISSUED = "issued"  # signed for a key held elsewhere (sign-csr); not in the package
+    REVOKED = "revoked"  # listed in its authority's CRL
 
 
 class DeploymentState(enum.StrEnum):
@@ -583,6 +586,127 @@ class Store:
             )
             for row in rows
         ]
+
+    # -- revocation -------------------------------------------------------------------------
+
+    def revoke(
+        self,
+        connection: Connection,
+        name: DeploymentName,
+        *,
+        serial: str | None,
+        component: Component | None,
+        reason: str,
+        at: dt.datetime,
+    ) -> tuple[str, list[tuple[str, dt.datetime, str]]]:
+        """Revoke, on ``connection``, the certificate of deployment ``name`` with ``serial``
+        (active or issued) or its packaged certificate for ``component``; the revoked serial
+        and every revocation of the authority, for its new CRL."""
+        row = connection.execute(
+            sa.select(deployments.c.id).where(deployments.c.name == name.value).with_for_update()
+        ).one_or_none()
+        if row is None:
+            raise DeploymentNotFound(f"no deployment named {name}")
+        authority_id = connection.scalar(
+            sa.select(authorities.c.id).where(
+                authorities.c.deployment_id == row.id, authorities.c.status == ACTIVE
+            )
+        )
+        if authority_id is None:
+            raise InvalidInput(
+                f"deployment {name} has no CA of certserver's: revoke its certificates at the "
+                "enterprise CA that signed them"
+            )
+        query = sa.select(certificates.c.id, certificates.c.serial, certificates.c.status).where(
+            certificates.c.authority_id == authority_id
+        )
+        if serial is not None:
+            query = query.where(certificates.c.serial == serial.lower().lstrip("0"))
+        else:
+            assert component is not None
+            query = query.where(
+                certificates.c.component == component.folder, certificates.c.status == ACTIVE
+            )
+        found = connection.execute(query).first()
+        if found is None:
+            what = f"serial {serial}" if serial is not None else f"an active {component}"
+            raise InvalidInput(f"deployment {name} has no certificate with {what}")
+        if found.status == Status.REVOKED:
+            raise InvalidInput(f"certificate {found.serial} of {name} is already revoked")
+        connection.execute(
+            sa.update(certificates)
+            .where(certificates.c.id == found.id)
+            .values(status=Status.REVOKED)
+        )
+        connection.execute(
+            sa.insert(revocations).values(
+                authority_id=authority_id, serial=found.serial, reason=reason, revoked_at=at
+            )
+        )
+        listed = connection.execute(
+            sa.select(revocations.c.serial, revocations.c.revoked_at, revocations.c.reason)
+            .where(revocations.c.authority_id == authority_id)
+            .order_by(revocations.c.id)
+        ).all()
+        return found.serial, [(r.serial, r.revoked_at, r.reason) for r in listed]
+
+    def revocations_of(self, name: DeploymentName) -> list[tuple[str, dt.datetime, str]]:
+        with self.transaction() as connection:
+            rows = connection.execute(
+                sa.select(revocations.c.serial, revocations.c.revoked_at, revocations.c.reason)
+                .join(authorities, authorities.c.id == revocations.c.authority_id)
+                .join(deployments, deployments.c.id == authorities.c.deployment_id)
+                .where(deployments.c.name == name.value, authorities.c.status == ACTIVE)
+                .order_by(revocations.c.id)
+            ).all()
+        return [(r.serial, r.revoked_at, r.reason) for r in rows]
+
+    def put_crl(
+        self,
+        connection: Connection,
+        name: DeploymentName,
+        number: int,
+        this_update: dt.datetime,
+        next_update: dt.datetime,
+        der: bytes,
+    ) -> None:
+        authority_id = connection.scalar(
+            sa.select(authorities.c.id)
+            .join(deployments, deployments.c.id == authorities.c.deployment_id)
+            .where(deployments.c.name == name.value, authorities.c.status == ACTIVE)
+        )
+        connection.execute(sa.delete(crls).where(crls.c.authority_id == authority_id))
+        connection.execute(
+            sa.insert(crls).values(
+                authority_id=authority_id,
+                number=number,
+                this_update=this_update,
+                next_update=next_update,
+                crl_der=der,
+            )
+        )
+
+    def latest_crl(self, name: DeploymentName) -> tuple[int, dt.datetime, bytes] | None:
+        """The deployment CA's latest CRL: its number, next update and DER."""
+        with self.transaction() as connection:
+            row = connection.execute(
+                sa.select(crls.c.number, crls.c.next_update, crls.c.crl_der)
+                .join(authorities, authorities.c.id == crls.c.authority_id)
+                .join(deployments, deployments.c.id == authorities.c.deployment_id)
+                .where(deployments.c.name == name.value, authorities.c.status == ACTIVE)
+            ).one_or_none()
+        return None if row is None else (row.number, row.next_update, row.crl_der)
+
+    def issued_certificates(self, name: DeploymentName) -> list[CertificateRecord]:
+        """Certificates signed for keys held elsewhere (sign-csr), not revoked."""
+        with self.transaction() as connection:
+            rows = connection.execute(
+                sa.select(certificates)
+                .join(deployments, deployments.c.id == certificates.c.deployment_id)
+                .where(deployments.c.name == name.value, certificates.c.status == Status.ISSUED)
+                .order_by(certificates.c.id)
+            ).all()
+        return [_certificate(row) for row in rows]
 
     def certificate_counts(self) -> dict[str, int]:
         """How many certificates are in each state, and how many keys wait for a signature."""

@@ -179,3 +179,26 @@ audit_log = Table(
     Column("result", String(64), nullable=False),
     Column("detail", Text, nullable=False),
 )
+
+#: Serials an authority revoked (the CRL is built from these in one pass).
+revocations = Table(
+    "revocations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("authority_id", ForeignKey("authorities.id", ondelete="CASCADE"), nullable=False),
+    Column("serial", String(42), nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=False),
+    UniqueConstraint("authority_id", "serial", name="uq_revocations_authority_serial"),
+)
+
+#: Each authority's latest CRL.
+crls = Table(
+    "crls",
+    metadata,
+    Column("authority_id", ForeignKey("authorities.id", ondelete="CASCADE"), primary_key=True),
+    Column("number", Integer, nullable=False),
+    Column("this_update", UtcDateTime, nullable=False),
+    Column("next_update", UtcDateTime, nullable=False),
+    Column("crl_der", LargeBinary, nullable=False),
+)

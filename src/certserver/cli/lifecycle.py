@@ -1,0 +1,107 @@
+"""``certserver status | revoke | crl``: what expires when, and revocation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from certserver.accounts import parse_duration
+from certserver.cli import output
+from certserver.config import Settings
+from certserver.identity import Component, DeploymentName
+from certserver.revocation import Reason
+from certserver.service import CertServer
+
+#: ``status`` exit code when a certificate expires within the window (1 means an error).
+EXIT_EXPIRING = 3
+
+
+def _service() -> CertServer:
+    return CertServer(Settings.from_env())
+
+
+@click.command("status")
+@click.argument("name", required=False)
+@click.option("--within", default="30d", show_default=True, help="The window, e.g. 30d or 12h.")
+@click.option("--json", "as_json", is_flag=True)
+def status_command(name: str | None, within: str, as_json: bool) -> None:
+    """Every certificate with its days left, by deployment.
+
+    Exits 0 when none expires within the window, 3 when one does (or has), 1 on an error:
+    made for cron and systemd timers.
+    """
+    window = parse_duration(within)
+    with _service() as service:
+        rows = service.status(DeploymentName(name) if name else None)
+    limit = window.total_seconds() / 86400
+    due = [row for row in rows if row.days_left < limit]
+    if as_json:
+        output.emit_json({"within_days": limit, "certificates": rows, "expiring": due})
+    else:
+        table = [
+            [
+                row.deployment.value,
+                row.what,
+                row.serial,
+                output.when(row.not_after),
+                str(row.days_left),
+                "EXPIRING" if row in due else "",
+            ]
+            for row in rows
+        ]
+        if table:
+            click.echo(
+                output.table(
+                    ["DEPLOYMENT", "CERTIFICATE", "SERIAL", "NOT AFTER", "DAYS", ""], table
+                )
+            )
+        click.echo(
+            f"{len(due)} of {len(rows)} certificates expire within {within}"
+            if due
+            else f"Nothing expires within {within} ({len(rows)} certificates)."
+        )
+    if due:
+        raise SystemExit(EXIT_EXPIRING)
+
+
+@click.command("revoke")
+@click.argument("name")
+@click.option("--component", help="The component whose packaged certificate to revoke.")
+@click.option("--serial", help="The serial (hex, as openssl prints it) of any of its certificates.")
+@click.option(
+    "--reason",
+    type=click.Choice([reason.value for reason in Reason]),
+    default=Reason.UNSPECIFIED.value,
+    show_default=True,
+)
+def revoke_command(name: str, component: str | None, serial: str | None, reason: str) -> None:
+    """Revoke a certificate; the deployment's CRL is made again at once."""
+    with _service() as service:
+        done = service.revoke(
+            DeploymentName(name),
+            component=Component.parse(component) if component else None,
+            serial=serial,
+            reason=Reason(reason),
+        )
+    click.echo(
+        f"Revoked {done.serial} of {done.deployment} ({done.reason}); CRL #{done.crl_number}"
+    )
+
+
+@click.command("crl")
+@click.argument("name")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path(),
+    help="Directory for <name>.crl (DER) and <name>.crl.pem (default: current directory).",
+)
+@click.option("--force", is_flag=True, help="Replace existing CRL files.")
+def crl_command(name: str, out_dir: Path, force: bool) -> None:
+    """Write the deployment CA's CRL (made again when it nears its next update)."""
+    with _service() as service:
+        paths = service.export_crl(DeploymentName(name), out_dir, force=force)
+    for path in paths:
+        click.echo(str(path.resolve()))

@@ -1,0 +1,175 @@
+"""Keeping certificates alive: what expires when, revocation, and the deployment CA's CRL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from certserver.errors import InvalidInput
+from certserver.files import StagedFile, check_writable_dir
+from certserver.identity import Component, DeploymentName
+from certserver.records import authority_of
+from certserver.revocation import CRL_LIFETIME, Reason, Revoked, build_crl
+from certserver.store import DeploymentState
+from certserver.usecases import UseCases, check_target, first_arg
+from certserver.usecases import audited as _audited
+
+_SERIAL = re.compile(r"(?:0x)?([0-9a-f:]{1,64})")
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateStatus:
+    deployment: DeploymentName
+    what: str  # "ca", a component folder, or "<folder> (issued)"
+    serial: str
+    not_after: dt.datetime
+    days_left: int
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    deployment: DeploymentName
+    serial: str
+    reason: Reason
+    crl_number: int
+
+
+def parse_serial(text: str) -> str:
+    """A serial as certserver writes it (lowercase hex, no leading zeros, no colons)."""
+    found = _SERIAL.fullmatch(text.strip().lower())
+    if not found:
+        raise InvalidInput(f"invalid serial {text!r}: expected hexadecimal, as openssl prints it")
+    return found.group(1).replace(":", "").lstrip("0") or "0"
+
+
+class RevocationCases(UseCases):
+    def status(self, name: DeploymentName | None = None) -> list[CertificateStatus]:
+        """Every certificate that matters (the CA, the packaged ones, those issued by
+        sign-csr), with days left; pending deployments have none yet."""
+        store = self._open_store(create=False)
+        names = [name] if name is not None else [s.name for s in store.list_deployments()]
+        now = self._now()
+        rows: list[CertificateStatus] = []
+        for each in names:
+            record = store.get_deployment(each)
+            if record.state is DeploymentState.PENDING:
+                continue
+            if record.authority is not None:
+                ca = record.authority
+                rows.append(_row(each, "ca", ca.serial, ca.not_after, now, "active"))
+            for cert in record.certificates:
+                rows.append(
+                    _row(each, cert.component.folder, cert.serial, cert.not_after, now, "active")
+                )
+            for cert in store.issued_certificates(each):
+                what = f"{cert.component.folder} (issued)"
+                rows.append(_row(each, what, cert.serial, cert.not_after, now, "issued"))
+        return rows
+
+    @_audited("certificate.revoke", first_arg)
+    def revoke(
+        self,
+        name: DeploymentName,
+        *,
+        component: Component | None = None,
+        serial: str | None = None,
+        reason: Reason = Reason.UNSPECIFIED,
+    ) -> Revocation:
+        """Revoke a certificate of the deployment's CA and make its CRL again, at once."""
+        if (component is None) == (serial is None):
+            raise InvalidInput("name the certificate by --component or by --serial")
+        store, key = self._open(create=False)
+        record = store.get_deployment(name)
+        ca = authority_of(record, key, store.location)
+        now = self._now()
+        previous = store.latest_crl(name)
+        number = previous[0] + 1 if previous else 1
+        revoked_serial = ""
+        with store.transaction() as connection:
+            revoked_serial, listed = store.revoke(
+                connection,
+                name,
+                serial=parse_serial(serial) if serial is not None else None,
+                component=component,
+                reason=reason.value,
+                at=now,
+            )
+            crl = build_crl(
+                ca, [Revoked(int(s, 16), at, Reason(r)) for s, at, r in listed], number, now
+            )
+            store.put_crl(
+                connection,
+                name,
+                number,
+                crl.last_update_utc,
+                crl.next_update_utc or now + CRL_LIFETIME,
+                crl.public_bytes(Encoding.DER),
+            )
+        return Revocation(name, revoked_serial, reason, number)
+
+    def crl(self, name: DeploymentName) -> x509.CertificateRevocationList:
+        """The deployment CA's current CRL, made again when none is younger than half its
+        lifetime (so a published one never lapses)."""
+        store = self._open_store(create=False)
+        latest = store.latest_crl(name)
+        now = self._now()
+        if latest is not None and latest[1] - now > CRL_LIFETIME / 2:
+            return x509.load_der_x509_crl(latest[2])
+        store, key = self._open(create=False)
+        ca = authority_of(store.get_deployment(name), key, store.location)
+        listed = store.revocations_of(name)
+        number = latest[0] + 1 if latest else 1
+        crl = build_crl(
+            ca, [Revoked(int(s, 16), at, Reason(r)) for s, at, r in listed], number, now
+        )
+        with store.transaction() as connection:
+            store.put_crl(
+                connection,
+                name,
+                number,
+                crl.last_update_utc,
+                crl.next_update_utc or now + CRL_LIFETIME,
+                crl.public_bytes(Encoding.DER),
+            )
+        return crl
+
+    def export_crl(self, name: DeploymentName, out_dir: Path, *, force: bool) -> list[Path]:
+        """``<name>.crl`` (DER) and ``<name>.crl.pem``: both or neither."""
+        crl = self.crl(name)
+        check_writable_dir(out_dir)
+        files = {
+            out_dir / f"{name}.crl": crl.public_bytes(Encoding.DER),
+            out_dir / f"{name}.crl.pem": crl.public_bytes(Encoding.PEM),
+        }
+        for path in files:
+            check_target(out_dir, path.name, force=force)
+        staged: list[StagedFile] = []
+        try:
+            for path, data in files.items():
+                staged.append(StagedFile(path, data))
+                staged[-1].place(replace=force)
+        except BaseException:
+            for item in reversed(staged):
+                item.undo()
+            raise
+        for item in staged:
+            item.finish()
+        return list(files)
+
+
+def _row(
+    name: DeploymentName,
+    what: str,
+    serial: str,
+    not_after: dt.datetime,
+    now: dt.datetime,
+    state: str,
+) -> CertificateStatus:
+    days = (not_after - now) // dt.timedelta(days=1)
+    return CertificateStatus(name, what, serial, not_after, days, state)
