@@ -162,3 +162,62 @@ def test_the_one_pass_crl_equals_what_cryptography_builds() -> None:
     assert reasons == [None, x509.ReasonFlags.key_compromise, x509.ReasonFlags.privilege_withdrawn]
     empty = build_crl(ca, [], 1, now)
     assert len(empty) == 0 and empty.is_signature_valid(ca.key.public_key())
+
+
+def _cert(folder: Path, name: str) -> x509.Certificate:
+    return x509.load_pem_x509_certificate((folder / name).read_bytes())
+
+
+def test_renewal_keeps_the_identity_and_installs(run: Cli, made: Path, tmp_path: Path) -> None:
+    from certserver.mtls import identity_of
+
+    out = tmp_path / "renewed"
+    out.mkdir()
+    prefix = tmp_path / "host"
+    first = run(
+        "install",
+        str(tmp_path / "out" / "kept_certs.zip"),
+        "--component",
+        "cco",
+        "--prefix",
+        str(prefix),
+    )
+    assert first.exit_code == 0, first.output
+    done = run("renew", "kept", "--component", "cco", "--out", str(out))
+    assert done.exit_code == 0, done.output
+    assert "package version 2" in done.output
+    renewed = extract(out / "kept_certs.zip", tmp_path / "r")
+    old, new = _cert(made / "cco", "gateway.crt"), _cert(renewed / "cco", "gateway.crt")
+    assert identity_of(new) == identity_of(old) and new.serial_number != old.serial_number
+    assert new.public_key() == old.public_key()  # same key without --rekey
+    assert _cert(renewed / "ccm", "mgmtserver.crt") == _cert(made / "ccm", "mgmtserver.crt")
+    assert json.loads((renewed / "manifest.json").read_text())["package_version"] == 2
+    again = run(
+        "install", str(out / "kept_certs.zip"), "--component", "cco", "--prefix", str(prefix)
+    )
+    assert again.exit_code == 0, again.output
+    installed = prefix / "usr/local/osmosix/ssl/cco/gateway.crt"
+    assert x509.load_pem_x509_certificate(installed.read_bytes()) == new
+    # the store says the same: export gives the renewed package, byte for byte
+    exported = tmp_path / "exported"
+    exported.mkdir()
+    assert run("deployment", "export", "kept", "--out", str(exported)).exit_code == 0
+    assert (exported / "kept_certs.zip").read_bytes() == (out / "kept_certs.zip").read_bytes()
+
+
+def test_a_revoked_component_comes_back_only_with_a_new_key(
+    run: Cli, made: Path, tmp_path: Path
+) -> None:
+    assert run("revoke", "kept", "--component", "gua", "--reason", "key-compromise").exit_code == 0
+    refused = run("renew", "kept", "--component", "gua", "--out", str(tmp_path))
+    assert refused.exit_code == 1 and "renew it with --rekey" in refused.output
+    done = run("renew", "kept", "--component", "gua", "--rekey", "--out", str(tmp_path))
+    assert done.exit_code == 0, done.output
+    renewed = extract(tmp_path / "kept_certs.zip", tmp_path / "r")
+    old, new = _cert(made / "gua", "gua.crt"), _cert(renewed / "gua", "gua.crt")
+    assert new.public_key() != old.public_key()
+    server = ComponentCredentials.from_folder(renewed / "ccm")
+    assert not isinstance(
+        call(server, ComponentCredentials.from_folder(renewed / "gua"), server.peer_check()),
+        PeerRefused,
+    )

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from certserver import package
 from certserver.errors import InvalidInput
 from certserver.files import StagedFile, check_writable_dir
-from certserver.identity import Component, DeploymentName
-from certserver.records import authority_of
+from certserver.hosts import Host
+from certserver.identity import Component, DeploymentName, Identity
+from certserver.keys import from_pkcs8_der, to_pkcs8_der
+from certserver.package import ComponentMaterial
+from certserver.profiles import BACKDATE, COMPONENT_VALIDITY_DAYS, Organization
+from certserver.records import authority_of, certificate_record, to_material, unseal_components
 from certserver.revocation import CRL_LIFETIME, Reason, Revoked, build_crl
 from certserver.store import DeploymentState
 from certserver.usecases import UseCases, check_target, first_arg
@@ -48,7 +54,94 @@ def parse_serial(text: str) -> str:
     return found.group(1).replace(":", "").lstrip("0") or "0"
 
 
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    deployment: DeploymentName
+    components: tuple[Component, ...]
+    package_version: int
+    file_name: str
+    data: bytes
+    written_to: Path | None
+
+
 class RevocationCases(UseCases):
+    @_audited("deployment.renew", first_arg)
+    def renew(
+        self,
+        name: DeploymentName,
+        components: Collection[Component] = (),
+        *,
+        rekey: bool = False,
+        out_dir: Path | None = None,
+        force: bool = False,
+    ) -> Renewal:
+        """New certificates with the same identities (same keys unless ``rekey``) for
+        ``components`` (default: all), a higher package version, and the new package."""
+        store, key = self._open(create=False)
+        record = store.get_deployment(name)
+        ca = authority_of(record, key, store.location)
+        wanted = list(dict.fromkeys(components)) or [c.component for c in record.certificates]
+        target = None
+        if out_dir is not None:
+            target = check_target(out_dir, package.package_file_name(name), force=force)
+        now = self._now()
+        days_left = (ca.certificate.not_valid_after_utc - now) // dt.timedelta(days=1)
+        if days_left < 1:
+            raise InvalidInput(f"the CA of deployment {name} expires within a day: rotate it")
+        current = {
+            item.component: item
+            for item in unseal_components(
+                record,
+                [x509.load_der_x509_certificate(c.cert_der) for c in record.certificates],
+                key,
+            )
+        }
+        fresh = []
+        hosts_used: dict[Component, tuple[Host, ...]] = {}
+        for component in wanted:
+            old = current.get(component)
+            if old is None and not rekey:
+                raise InvalidInput(
+                    f"deployment {name} has no active {component} (revoked?): renew it with --rekey"
+                )
+            private = (
+                record.key_spec.generate()
+                if rekey or old is None
+                else from_pkcs8_der(old.key_pkcs8_der)
+            )
+            hosts = tuple(record.hosts.get(component, ()))
+            if not hosts and old is not None:
+                hosts = _hosts_of(old.certificate)
+            hosts_used[component] = hosts
+            days = record.validity_days or (
+                _lifetime(old.certificate) if old else COMPONENT_VALIDITY_DAYS
+            )
+            cert = ca.issue(
+                Identity(record.ccid, component),
+                private.public_key(),
+                record.key_spec,
+                Organization(record.organization),
+                hosts,
+                now,
+                min(days, days_left),
+            )
+            fresh.append(ComponentMaterial(component, cert, to_pkcs8_der(private)))
+            current[component] = fresh[-1]
+        order = list(Component)
+        material = replace(
+            to_material(record, key, store.location),
+            components=tuple(sorted(current.values(), key=lambda m: order.index(m.component))),
+            package_version=record.package_version + 1,
+        )
+        data = package.build(material)
+        rows = [certificate_record(item, hosts_used, record.ccid, key) for item in fresh]
+        self._commit(
+            store, target, data, force, lambda c: store.replace_certificates(c, name, rows)
+        )
+        return Renewal(
+            name, tuple(wanted), material.package_version, material.file_name, data, target
+        )
+
     def status(self, name: DeploymentName | None = None) -> list[CertificateStatus]:
         """Every certificate that matters (the CA, the packaged ones, those issued by
         sign-csr), with days left; pending deployments have none yet."""
@@ -173,3 +266,19 @@ def _row(
 ) -> CertificateStatus:
     days = (not_after - now) // dt.timedelta(days=1)
     return CertificateStatus(name, what, serial, not_after, days, state)
+
+
+def _lifetime(cert: x509.Certificate) -> int:
+    span = cert.not_valid_after_utc - cert.not_valid_before_utc - BACKDATE
+    return max(span // dt.timedelta(days=1), 1)
+
+
+def _hosts_of(cert: x509.Certificate) -> tuple[Host, ...]:
+    """The DNS and IP names of a certificate (for records made before hosts were kept)."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ()
+    names = [str(v) for v in san.get_values_for_type(x509.DNSName)]
+    names += [str(v) for v in san.get_values_for_type(x509.IPAddress)]
+    return tuple(Host.parse(n) for n in names)

@@ -105,3 +105,39 @@ def crl_command(name: str, out_dir: Path, force: bool) -> None:
         paths = service.export_crl(DeploymentName(name), out_dir, force=force)
     for path in paths:
         click.echo(str(path.resolve()))
+
+
+@click.command("renew")
+@click.argument("name")
+@click.option(
+    "--component",
+    "components",
+    multiple=True,
+    help="Renew this component (repeatable; default: every one).",
+)
+@click.option("--rekey", is_flag=True, help="New keys too (else the same keys are certified).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path(),
+    help="Directory for the new <name>_certs.zip (default: current directory).",
+)
+@click.option("--force", is_flag=True, help="Replace an existing zip at the target.")
+def renew_command(
+    name: str, components: tuple[str, ...], rekey: bool, out_dir: Path, force: bool
+) -> None:
+    """Certificates again with the same identities (new serials), a higher package version,
+    and the new zip; `certserver install` takes it like any package."""
+    with _service() as service:
+        done = service.renew(
+            DeploymentName(name),
+            [Component.parse(c) for c in components],
+            rekey=rekey,
+            out_dir=out_dir,
+            force=force,
+        )
+    renewed = ", ".join(c.folder for c in done.components)
+    click.echo(f"Renewed {renewed} of {done.deployment} (package version {done.package_version})")
+    if done.written_to is not None:
+        click.echo(str(done.written_to.resolve()))

@@ -60,6 +60,7 @@ class Status(enum.StrEnum):
     ACTIVE = "active"  # in the deployment's package
     ISSUED = "issued"  # signed for a key held elsewhere (sign-csr); not in the package
     REVOKED = "revoked"  # listed in its authority's CRL
+    SUPERSEDED = "superseded"  # renewed: a newer certificate of the same identity replaced it
 
 
 class DeploymentState(enum.StrEnum):
@@ -586,6 +587,41 @@ class Store:
             )
             for row in rows
         ]
+
+    def replace_certificates(
+        self, connection: Connection, name: DeploymentName, new: Sequence[CertificateRecord]
+    ) -> int:
+        """On ``connection``: the active certificates of ``new``'s components become
+        superseded, ``new`` takes their place, and the package version goes up (returned)."""
+        row = connection.execute(
+            sa.select(deployments.c.id, deployments.c.package_version)
+            .where(deployments.c.name == name.value)
+            .with_for_update()
+        ).one_or_none()
+        if row is None:
+            raise DeploymentNotFound(f"no deployment named {name}")
+        authority_id = connection.scalar(
+            sa.select(authorities.c.id).where(
+                authorities.c.deployment_id == row.id, authorities.c.status == ACTIVE
+            )
+        )
+        connection.execute(
+            sa.update(certificates)
+            .where(
+                certificates.c.deployment_id == row.id,
+                certificates.c.status == ACTIVE,
+                certificates.c.component.in_([cert.component.folder for cert in new]),
+            )
+            .values(status=Status.SUPERSEDED)
+        )
+        connection.execute(
+            sa.insert(certificates), [_certificate_row(row.id, authority_id, c) for c in new]
+        )
+        version = int(row.package_version) + 1
+        connection.execute(
+            sa.update(deployments).where(deployments.c.id == row.id).values(package_version=version)
+        )
+        return version
 
     # -- revocation -------------------------------------------------------------------------
 
