@@ -221,3 +221,45 @@ def test_a_revoked_component_comes_back_only_with_a_new_key(
         call(server, ComponentCredentials.from_folder(renewed / "gua"), server.peer_check()),
         PeerRefused,
     )
+
+
+def test_a_ca_rotation_without_an_outage(run: Cli, made: Path, tmp_path: Path) -> None:
+    def package(step: str, *args: str) -> Path:
+        out = tmp_path / f"out-{step}"
+        out.mkdir()
+        done = run(*args, "--out", str(out))
+        assert done.exit_code == 0, done.output
+        return extract(out / "kept_certs.zip", tmp_path / step)
+
+    def creds(folder: Path, component: Component) -> ComponentCredentials:
+        return ComponentCredentials.from_folder(folder / component.folder)
+
+    rotating = package("rotating", "ca", "rotate", "kept")
+    assert len(x509.load_pem_x509_certificates((rotating / "ccm" / "ca.crt").read_bytes())) == 2
+    # the components' certificates stay: the rotating package only adds trust
+    assert _cert(rotating / "cco", "gateway.crt") == _cert(made / "cco", "gateway.crt")
+    mixed = package("mixed", "renew", "kept", "--component", "cco")
+    new_cco, old_ccm = creds(mixed, CCO), creds(mixed, CCM)
+    assert (
+        _cert(mixed / "cco", "gateway.crt").issuer == _cert(mixed / "ccm", "mgmtserver.crt").issuer
+    )
+    assert new_cco.issuer_key_id != old_ccm.issuer_key_id  # the new CA issued it
+    # an old-set and a new-set component talk, both ways
+    assert not isinstance(call(old_ccm, new_cco, old_ccm.peer_check()), PeerRefused)
+    assert not isinstance(call(new_cco, old_ccm, new_cco.peer_check(allowed={CCM})), PeerRefused)
+    early = run("ca", "finish-rotation", "kept", "--out", str(tmp_path))
+    assert early.exit_code == 1 and "renew them first" in early.output
+    renewed = package("renewed", "renew", "kept")
+    final = package("final", "ca", "finish-rotation", "kept")
+    anchors = x509.load_pem_x509_certificates((final / "ccm" / "ca.crt").read_bytes())
+    assert len(anchors) == 1
+    server = creds(final, CCM)
+    assert not isinstance(call(server, creds(renewed, CCO), server.peer_check()), PeerRefused)
+    stale = creds(made, CCO)  # the old set, even when it trusts the new CA, is refused now
+    stale = ComponentCredentials(
+        stale.identity, stale.cert_file, stale.key_file, server.ca_file, None
+    )
+    old = call(server, stale, server.peer_check())
+    assert isinstance(old, PeerRefused) and old.reason is RefusalReason.UNKNOWN_CA
+    again = run("ca", "finish-rotation", "kept", "--out", str(tmp_path))
+    assert again.exit_code == 1 and "not rotating" in again.output

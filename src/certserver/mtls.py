@@ -24,6 +24,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from certserver.access import AccessPolicy
 from certserver.errors import (
@@ -36,6 +37,7 @@ from certserver.errors import (
 from certserver.federation import read_links_json
 from certserver.files import read_regular_file
 from certserver.identity import Ccid, Component, Identity
+from certserver.pem import ParseError, parse
 
 
 def identity_of(cert: x509.Certificate) -> Identity:
@@ -209,6 +211,9 @@ class ComponentCredentials:
     linked: Mapping[Ccid, frozenset[bytes]] = field(default_factory=lambda: _NO_LINKS)
     #: A CRL (PEM) of the issuing CA: peers whose certificate it lists are refused.
     crl_file: Path | None = None
+    #: Key identifiers of this deployment's own CAs among the trusted ones (two while a CA
+    #: rotation is under way): they may issue this deployment's identities too.
+    deployment_cas: frozenset[bytes] = frozenset()
 
     @classmethod
     def from_folder(
@@ -245,6 +250,9 @@ class ComponentCredentials:
             issuer_key_id=authority_key_id(cert),
             linked=_links_in(folder, component),
             crl_file=crl_file,
+            deployment_cas=_deployment_cas(
+                identity.ccid, folder / component.ca_file, chain if chain else None
+            ),
         )
 
     def peer_check(
@@ -259,7 +267,9 @@ class ComponentCredentials:
         if allowed is None:
             allowed = (policy or AccessPolicy.default()).allowed_for(self.identity.component)
         issuers = frozenset({self.issuer_key_id}) if self.issuer_key_id else frozenset()
-        return PeerCheck(self.identity.ccid, frozenset(allowed), issuers, self.linked)
+        return PeerCheck(
+            self.identity.ccid, frozenset(allowed), issuers | self.deployment_cas, self.linked
+        )
 
     def server_context(self) -> ssl.SSLContext:
         """TLS 1.2+, a client certificate required and verified against ``ca_file``."""
@@ -314,6 +324,29 @@ class ComponentCredentials:
             raise FileProblem(
                 self.key_file, f"cannot load key and certificate: {_reason(exc)}"
             ) from None
+
+
+def _deployment_cas(ccid: Ccid, *files: Path | None) -> frozenset[bytes]:
+    """Subject key identifiers of the CA certificates in ``files`` whose subject names
+    ``ccid`` (certserver's deployment CAs: ``OU=<ccid>``)."""
+    found: set[bytes] = set()
+    for path in files:
+        if path is None or not path.is_file():
+            continue
+        try:
+            certs = parse(path.read_bytes()).certificates
+        except (ParseError, OSError):
+            continue  # loading the context reports a damaged file
+        for cert in certs:
+            units = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+            if ccid.value not in [unit.value for unit in units]:
+                continue
+            try:
+                ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+            except (x509.ExtensionNotFound, ValueError, x509.DuplicateExtension):
+                continue
+            found.add(ski.value.digest)
+    return frozenset(found)
 
 
 def _links_in(folder: Path, component: Component) -> Mapping[Ccid, frozenset[bytes]]:

@@ -282,6 +282,11 @@ def chain_of(
         raise _corrupt(record, location) from None
     if record.ca_mode is CaMode.CERTSERVER:
         anchors, intermediates = authority, ()
+        if record.retiring is not None:  # a CA rotation: both trusted until it is finished
+            try:
+                anchors = (*authority, _load(record.retiring.cert_der))
+            except ValueError:
+                raise _corrupt(record, location) from None
     elif record.ca_mode is CaMode.ENTERPRISE_INTERMEDIATE:
         intermediates = (*authority, *intermediates)
     if not anchors:

@@ -12,14 +12,21 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from certserver import package
+from certserver.authority import CertificateAuthority
 from certserver.errors import InvalidInput
 from certserver.files import StagedFile, check_writable_dir
 from certserver.hosts import Host
 from certserver.identity import Component, DeploymentName, Identity
 from certserver.keys import from_pkcs8_der, to_pkcs8_der
 from certserver.package import ComponentMaterial
-from certserver.profiles import BACKDATE, COMPONENT_VALIDITY_DAYS, Organization
-from certserver.records import authority_of, certificate_record, to_material, unseal_components
+from certserver.profiles import BACKDATE, COMPONENT_VALIDITY_DAYS, CaMode, Organization
+from certserver.records import (
+    authority_of,
+    authority_record,
+    certificate_record,
+    to_material,
+    unseal_components,
+)
 from certserver.revocation import CRL_LIFETIME, Reason, Revoked, build_crl
 from certserver.store import DeploymentState
 from certserver.usecases import UseCases, check_target, first_arg
@@ -65,6 +72,59 @@ class Renewal:
 
 
 class RevocationCases(UseCases):
+    @_audited("ca.rotate", first_arg)
+    def rotate_ca(
+        self, name: DeploymentName, *, out_dir: Path | None = None, force: bool = False
+    ) -> Renewal:
+        """A new deployment CA. The next package trusts both (``ca.crt`` holds both), the
+        components' certificates stay as they are and keep working; what is issued from now
+        on (``renew``, ``sign-csr``) comes from the new CA."""
+        store, key = self._open(create=False)
+        record = store.get_deployment(name)
+        if record.ca_mode is not CaMode.CERTSERVER:
+            raise InvalidInput(
+                f"deployment {name}'s CA is signed by an enterprise CA (--ca {record.ca_mode}); "
+                "rotating it needs a new enterprise signature, which certserver does not do yet"
+            )
+        old = authority_of(record, key, store.location)
+        target = None
+        if out_dir is not None:
+            target = check_target(out_dir, package.package_file_name(name), force=force)
+        now = self._now()
+        new = CertificateAuthority.create(
+            name, record.ccid, Organization(record.organization), record.key_spec, now
+        )
+        material = replace(
+            to_material(record, key, store.location),
+            anchors=(new.certificate, old.certificate),
+            package_version=record.package_version + 1,
+        )
+        data = package.build(material)
+        new_record = authority_record(new.certificate, to_pkcs8_der(new.key), record.ccid, key)
+        self._commit(
+            store, target, data, force, lambda c: store.rotate_authority(c, name, new_record)
+        )
+        return Renewal(name, (), material.package_version, material.file_name, data, target)
+
+    @_audited("ca.finish-rotation", first_arg)
+    def finish_rotation(
+        self, name: DeploymentName, *, out_dir: Path | None = None, force: bool = False
+    ) -> Renewal:
+        """The old CA is no longer trusted: the next package's ``ca.crt`` holds the new one
+        only. Refused while a certificate of the old CA is still in use (renew it first)."""
+        store, key = self._open(create=False)
+        record = store.get_deployment(name)
+        target = None
+        if out_dir is not None:
+            target = check_target(out_dir, package.package_file_name(name), force=force)
+        material = to_material(record, key, store.location)
+        material = replace(
+            material, anchors=material.anchors[:1], package_version=record.package_version + 1
+        )
+        data = package.build(material)
+        self._commit(store, target, data, force, lambda c: store.finish_rotation(c, name))
+        return Renewal(name, (), material.package_version, material.file_name, data, target)
+
     @_audited("deployment.renew", first_arg)
     def renew(
         self,

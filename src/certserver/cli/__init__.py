@@ -14,7 +14,13 @@ from certserver.cli.demo import demo_command
 from certserver.cli.deployment import deployment
 from certserver.cli.inspect import inspect_command
 from certserver.cli.install import doctor_command, install_command
-from certserver.cli.lifecycle import crl_command, renew_command, revoke_command, status_command
+from certserver.cli.lifecycle import (
+    ca_group,
+    crl_command,
+    renew_command,
+    revoke_command,
+    status_command,
+)
 from certserver.cli.link import link
 from certserver.cli.master_key import master_key
 from certserver.cli.output import printable
@@ -83,6 +89,7 @@ cli.add_command(status_command)
 cli.add_command(revoke_command)
 cli.add_command(crl_command)
 cli.add_command(renew_command)
+cli.add_command(ca_group)
 cli.add_command(client_cert)
 
 

@@ -141,3 +141,49 @@ def renew_command(
     click.echo(f"Renewed {renewed} of {done.deployment} (package version {done.package_version})")
     if done.written_to is not None:
         click.echo(str(done.written_to.resolve()))
+
+
+_ca_out = click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path(),
+    help="Directory for the new <name>_certs.zip (default: current directory).",
+)
+
+
+@click.group("ca")
+def ca_group() -> None:
+    """Rotate a deployment's CA without an outage."""
+
+
+@ca_group.command("rotate")
+@click.argument("name")
+@_ca_out
+@click.option("--force", is_flag=True, help="Replace an existing zip at the target.")
+def ca_rotate(name: str, out_dir: Path, force: bool) -> None:
+    """A new deployment CA: the new package trusts both; renew the components onto it."""
+    with _service() as service:
+        done = service.rotate_ca(DeploymentName(name), out_dir=out_dir, force=force)
+    click.echo(f"Rotating the CA of {done.deployment} (package version {done.package_version})")
+    click.echo(
+        "Install the new package everywhere (it trusts both CAs), then `certserver renew "
+        f"{name}` and install again, then `certserver ca finish-rotation {name}`."
+    )
+    if done.written_to is not None:
+        click.echo(str(done.written_to.resolve()))
+
+
+@ca_group.command("finish-rotation")
+@click.argument("name")
+@_ca_out
+@click.option("--force", is_flag=True, help="Replace an existing zip at the target.")
+def ca_finish(name: str, out_dir: Path, force: bool) -> None:
+    """Stop trusting the old CA (its certificates must all have been renewed)."""
+    with _service() as service:
+        done = service.finish_rotation(DeploymentName(name), out_dir=out_dir, force=force)
+    click.echo(
+        f"The old CA of {done.deployment} is retired (package version {done.package_version})"
+    )
+    if done.written_to is not None:
+        click.echo(str(done.written_to.resolve()))

@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, event
@@ -61,6 +62,8 @@ class Status(enum.StrEnum):
     ISSUED = "issued"  # signed for a key held elsewhere (sign-csr); not in the package
     REVOKED = "revoked"  # listed in its authority's CRL
     SUPERSEDED = "superseded"  # renewed: a newer certificate of the same identity replaced it
+    RETIRING = "retiring"  # an authority being rotated out: still trusted, no longer signing
+    RETIRED = "retired"  # an authority rotated out: no longer trusted
 
 
 class DeploymentState(enum.StrEnum):
@@ -153,6 +156,8 @@ class DeploymentRecord:
     trust: tuple[TrustRecord, ...] = ()
     pending: tuple[PendingKeyRecord, ...] = ()
     links: tuple[LinkRecord, ...] = ()
+    #: The CA being rotated out: still trusted, no longer signing (``ca rotate``).
+    retiring: AuthorityRecord | None = None
 
     def anchors(self) -> tuple[TrustRecord, ...]:
         return tuple(t for t in self.trust if t.kind is TrustKind.ANCHOR)
@@ -445,6 +450,12 @@ class Store:
                     authorities.c.deployment_id == row.id, authorities.c.status == ACTIVE
                 )
             ).one_or_none()
+            retiring = connection.execute(
+                sa.select(authorities).where(
+                    authorities.c.deployment_id == row.id,
+                    authorities.c.status == Status.RETIRING,
+                )
+            ).one_or_none()
             certs = connection.execute(
                 sa.select(certificates)
                 .where(certificates.c.deployment_id == row.id, certificates.c.status == ACTIVE)
@@ -471,6 +482,7 @@ class Store:
             package_version=row.package_version,
             created_at=row.created_at,
             authority=None if ca is None else _authority(ca),
+            retiring=None if retiring is None else _authority(retiring),
             certificates=tuple(_certificate(cert) for cert in certs),
             ca_mode=CaMode(row.ca_mode),
             state=DeploymentState(row.state),
@@ -587,6 +599,86 @@ class Store:
             )
             for row in rows
         ]
+
+    def rotate_authority(
+        self, connection: Connection, name: DeploymentName, new: AuthorityRecord
+    ) -> int:
+        """On ``connection``: the active authority becomes retiring and ``new`` the active
+        one; the package version goes up (returned)."""
+        row = self._locked_deployment(connection, name)
+        if connection.scalar(
+            sa.select(sa.func.count())
+            .select_from(authorities)
+            .where(authorities.c.deployment_id == row.id, authorities.c.status == Status.RETIRING)
+        ):
+            raise InvalidInput(
+                f"deployment {name} is rotating its CA already: finish that first "
+                f"(certserver ca finish-rotation {name})"
+            )
+        connection.execute(
+            sa.update(authorities)
+            .where(authorities.c.deployment_id == row.id, authorities.c.status == ACTIVE)
+            .values(status=Status.RETIRING)
+        )
+        connection.execute(
+            sa.insert(authorities).values(
+                deployment_id=row.id,
+                serial=new.serial,
+                fingerprint=new.fingerprint,
+                subject=new.subject,
+                cert_der=new.cert_der,
+                key_sealed=new.key_sealed,
+                not_before=new.not_before,
+                not_after=new.not_after,
+                status=ACTIVE,
+            )
+        )
+        return self._bump_version(connection, row)
+
+    def finish_rotation(self, connection: Connection, name: DeploymentName) -> int:
+        """The retiring authority is retired (no longer trusted), once no active certificate
+        comes from it; the package version goes up (returned)."""
+        row = self._locked_deployment(connection, name)
+        retiring = connection.scalar(
+            sa.select(authorities.c.id).where(
+                authorities.c.deployment_id == row.id, authorities.c.status == Status.RETIRING
+            )
+        )
+        if retiring is None:
+            raise InvalidInput(f"deployment {name} is not rotating its CA")
+        left = connection.execute(
+            sa.select(certificates.c.component).where(
+                certificates.c.authority_id == retiring,
+                certificates.c.status.in_([ACTIVE, Status.ISSUED]),
+            )
+        ).all()
+        if left:
+            names = ", ".join(sorted({r.component for r in left}))
+            raise InvalidInput(
+                f"certificates of the old CA are still in use ({names}): renew them first "
+                f"(certserver renew {name}), or revoke them"
+            )
+        connection.execute(
+            sa.update(authorities).where(authorities.c.id == retiring).values(status=Status.RETIRED)
+        )
+        return self._bump_version(connection, row)
+
+    def _locked_deployment(self, connection: Connection, name: DeploymentName) -> Any:
+        row = connection.execute(
+            sa.select(deployments.c.id, deployments.c.package_version)
+            .where(deployments.c.name == name.value)
+            .with_for_update()
+        ).one_or_none()
+        if row is None:
+            raise DeploymentNotFound(f"no deployment named {name}")
+        return row
+
+    def _bump_version(self, connection: Connection, row: Any) -> int:
+        version = int(row.package_version) + 1
+        connection.execute(
+            sa.update(deployments).where(deployments.c.id == row.id).values(package_version=version)
+        )
+        return version
 
     def replace_certificates(
         self, connection: Connection, name: DeploymentName, new: Sequence[CertificateRecord]
