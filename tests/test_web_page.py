@@ -1,0 +1,341 @@
+"""The web page in a real browser: playwright driving Debian's chromium (DESIGN.md §6)
+against a real ``certserver serve`` (the installed console script, HTTPS with its
+self-issued certificate, its own CERTSERVER_HOME, a free loopback port, stopped by PID)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+from cryptography import x509
+
+from certserver.archive import open_package
+from certserver.identity import Component
+
+from .conftest import certserver_script, env_for, need, need_tool, run_process
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, BrowserContext, Page
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+SESSION_COOKIE = "certserver_session"
+MakeContext = Callable[..., "BrowserContext"]
+
+
+@dataclass
+class Server:
+    url: str
+    home: Path
+    log: Path
+    sysadmin: str  # tokens
+    auditor: str
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def assert_no_token_in_log(self, *extra: str) -> None:
+        text = self.log_text()
+        for secret in (self.sysadmin, self.auditor, *extra):
+            assert secret not in text, "a token reached the server's log"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _token(env: dict[str, str], role: str, name: str) -> str:
+    done = run_process(
+        certserver_script(), "token", "create", "--role", role, "--name", name, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip()
+    assert token and "\n" not in token and token not in done.stderr
+    return token
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """``certserver serve`` as a subprocess; the readiness probe pins its own certificate."""
+    root = tmp_path_factory.mktemp("web-page")
+    home = root / "home"
+    env = env_for(home)
+    sysadmin = _token(env, "sysadmin", "alice")
+    auditor = _token(env, "auditor", "audrey")
+    port = _free_port()
+    log = root / "serve.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [certserver_script(), "serve", "--bind", f"127.0.0.1:{port}"],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+        )
+    try:
+        url = f"https://127.0.0.1:{port}"
+        _wait_ready(process, url, home / "serve" / "server.crt", log)
+        yield Server(url, home, log, sysadmin, auditor)
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+def _wait_ready(process: subprocess.Popen[bytes], url: str, cert: Path, log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"certserver serve ended:\n{log.read_text()}"
+        if cert.exists():
+            try:
+                pinned = ssl.create_default_context(cafile=str(cert))
+                if httpx.get(f"{url}/health", verify=pinned, timeout=2).status_code == 200:
+                    return
+            except (httpx.HTTPError, ssl.SSLError, OSError):
+                pass
+        time.sleep(0.1)
+    pytest.fail(f"certserver serve did not answer within 30 s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    chromium = need_tool("chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:  # pragma: no cover - the test extras hold it
+        need(False, "playwright is not installed")
+        raise
+    started = time.monotonic()
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        print(f"\nchromium {launched.version} started in {time.monotonic() - started:.2f} s")
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def new_context(browser: Browser) -> Iterator[MakeContext]:
+    """Makes browser contexts (each with its own cookies); closes them at the end."""
+    made: list[BrowserContext] = []
+
+    def make(*, javascript: bool = True) -> BrowserContext:
+        context = browser.new_context(
+            ignore_https_errors=True,  # the self-issued certificate (pinned by the fixture)
+            accept_downloads=True,
+            java_script_enabled=javascript,
+        )
+        context.set_default_timeout(15_000)
+        made.append(context)
+        return context
+
+    yield make
+    for context in made:
+        context.close()
+
+
+# -- steps -------------------------------------------------------------------------------------
+
+
+def sign_in(page: Page, server: Server, token: str) -> int:
+    """Fills the login form; the status of the page it lands on."""
+    page.goto(f"{server.url}/ui/login")
+    page.fill("#token", token)
+    with page.expect_navigation() as navigation:
+        page.click("button[type=submit]")
+    response = navigation.value
+    assert response is not None
+    return response.status
+
+
+def create_deployment(page: Page, server: Server, name: str) -> None:
+    page.goto(f"{server.url}/ui/")
+    page.fill("#name", name)
+    page.fill("#organization", "Example Support")
+    page.select_option("#key_type", "rsa-3072" if "rsa" in name else "ec-p256")
+    page.fill("#hosts_all", "localhost, 127.0.0.1")
+    page.fill("#hosts_ccm", "ccm.example.test")
+    with page.expect_navigation():
+        page.click("form[action='/ui/deployments'] button[type=submit]")
+    assert page.url == f"{server.url}/ui/deployments/{name}", page.content()
+    assert page.locator("h2").first.inner_text() == f"Deployment {name}"
+
+
+def download(page: Page) -> tuple[str, bytes]:
+    with page.expect_download() as info:
+        page.click("#download")
+    got = info.value
+    path = got.path()
+    assert got.failure() is None
+    return got.suggested_filename, Path(path).read_bytes()
+
+
+def listed_row(page: Page, name: str) -> dict[str, str]:
+    """The deployments table's row for ``name``: its cells by column header."""
+    headers = page.locator("table thead th").all_inner_texts()
+    row = page.locator("table tbody tr").filter(has=page.get_by_role("link", name=name, exact=True))
+    assert row.count() == 1
+    cells = row.locator("td")
+    found = dict(zip(headers, cells.all_inner_texts(), strict=True))
+    found["days-class"] = cells.nth(headers.index("Days left")).get_attribute("class") or ""
+    return found
+
+
+def check_package(data: bytes, name: str, ccid: str) -> None:
+    opened = open_package(data, f"{name}_certs.zip")
+    assert opened.problems == ()
+    assert str(opened.name) == name
+    assert str(opened.ccid) == ccid
+    folders = {path.split("/", 1)[0] for path in opened.members}
+    assert folders >= {c.folder for c in Component}
+    for component in Component:
+        cert_member = opened.file(component, component.cert_file)
+        assert cert_member is not None, component
+        cert = x509.load_pem_x509_certificate(cert_member.data)
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        dns = set(sans.get_values_for_type(x509.DNSName))
+        assert "localhost" in dns
+        assert ("ccm.example.test" in dns) is (component is Component.CCM)
+
+
+# -- tests -------------------------------------------------------------------------------------
+
+
+def test_sysadmin_signs_in_creates_sees_days_left_opens_and_downloads(
+    new_context: MakeContext, server: Server
+) -> None:
+    context = new_context()
+    page = context.new_page()
+    assert sign_in(page, server, server.sysadmin) == 200
+    assert page.url == f"{server.url}/ui/"
+    cookie = next(c for c in context.cookies() if c["name"] == SESSION_COOKIE)
+    assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict"
+    assert "alice (sysadmin)" in page.locator("header").inner_text()
+
+    create_deployment(page, server, "web-alpha")
+    ccid = page.locator("tr", has=page.locator("th", has_text="CCID")).locator("td").inner_text()
+    ccm = page.locator("tbody tr", has=page.locator("td", has_text="ccm")).first
+    assert "ccm.example.test" in ccm.inner_text()
+
+    page.goto(f"{server.url}/ui/")
+    row = listed_row(page, "web-alpha")
+    assert row["CCID"] == ccid
+    assert row["State"] == "ready"
+    assert int(row["Days left"]) in (729, 730)  # COMPONENT_VALIDITY_DAYS, rounded
+    assert "ok" in row["days-class"].split()
+
+    with page.expect_navigation():
+        page.get_by_role("link", name="web-alpha", exact=True).click()
+    file_name, data = download(page)
+    assert file_name == "web-alpha_certs.zip"
+    check_package(data, "web-alpha", ccid)
+    server.assert_no_token_in_log()
+
+
+def test_a_wrong_token_is_refused_on_the_login_page_and_sets_no_cookie(
+    new_context: MakeContext, server: Server
+) -> None:
+    context = new_context()
+    page = context.new_page()
+    wrong = server.sysadmin[:-4] + ("AAAA" if not server.sysadmin.endswith("AAAA") else "BBBB")
+    assert sign_in(page, server, wrong) == 401
+    assert page.url == f"{server.url}/ui/login"
+    assert page.get_by_role("alert").inner_text() == "That token is unknown, expired or revoked."
+    assert page.locator("#token").count() == 1
+    assert context.cookies() == []
+    # still signed out: the list sends them back to the login page
+    page.goto(f"{server.url}/ui/")
+    assert page.url == f"{server.url}/ui/login"
+    response = page.goto(f"{server.url}/ui/deployments/web-alpha/package")
+    assert response is not None and response.url == f"{server.url}/ui/login"
+    server.assert_no_token_in_log(wrong)
+
+
+def test_an_auditor_lists_but_cannot_create_or_download_and_reads_the_audit_log(
+    new_context: MakeContext, server: Server
+) -> None:
+    admin = new_context().new_page()
+    sign_in(admin, server, server.sysadmin)
+    create_deployment(admin, server, "web-bravo-rsa")
+    download(admin)
+
+    context = new_context()
+    page = context.new_page()
+    assert sign_in(page, server, server.auditor) == 200
+    assert "audrey (auditor)" in page.locator("header").inner_text()
+    assert listed_row(page, "web-bravo-rsa")["State"] == "ready"
+    assert page.locator("form[action='/ui/deployments']").count() == 0
+    assert page.locator("#name").count() == 0
+    assert page.get_by_role("link", name="Sign a CSR").count() == 0
+
+    page.goto(f"{server.url}/ui/deployments/web-bravo-rsa")
+    assert page.locator("h2").first.inner_text() == "Deployment web-bravo-rsa"
+    assert page.locator("#download").count() == 0
+    response = page.goto(f"{server.url}/ui/deployments/web-bravo-rsa/package")
+    assert response is not None and response.status == 403
+    assert "zip" not in (response.headers.get("content-type") or "")
+    assert page.get_by_role("alert").inner_text() == "Only a sysadmin may download packages."
+
+    page.goto(f"{server.url}/ui/audit")
+    entries = [
+        dict(zip(["at", "actor", "action", "target", "source", "result"], cells, strict=True))
+        for cells in (row.locator("td").all_inner_texts() for row in page.locator("tbody tr").all())
+    ]
+    mine = [e for e in entries if e["target"] == "web-bravo-rsa"]
+
+    def by(actor: str, action: str, result: str) -> list[dict[str, str]]:
+        return [
+            e
+            for e in mine
+            if e["actor"].endswith(f"({actor})") and e["action"] == action and e["result"] == result
+        ]
+
+    assert len(by("alice", "deployment.create", "ok")) == 1
+    assert len(by("alice", "package.download", "ok")) == 1
+    assert len(by("audrey", "package.download", "forbidden")) == 1
+    assert all(e["source"] == "127.0.0.1" for e in mine)
+    server.assert_no_token_in_log()
+
+
+def test_without_javascript_sign_in_create_and_download_work(
+    new_context: MakeContext, server: Server
+) -> None:
+    context = new_context(javascript=False)
+    probe = "<p id=p>off</p><script>document.getElementById('p').textContent = 'on'</script>"
+    context.route("https://js-probe.invalid/", lambda route: route.fulfill(body=probe))
+    page = context.new_page()
+    page.goto("https://js-probe.invalid/")
+    assert page.inner_text("#p") == "off"  # scripts really do not run in this context
+
+    assert sign_in(page, server, server.sysadmin) == 200
+    assert page.locator("script").count() == 0
+    create_deployment(page, server, "web-charlie")
+    assert page.locator("script").count() == 0
+    ccid = page.locator("tr", has=page.locator("th", has_text="CCID")).locator("td").inner_text()
+    file_name, data = download(page)
+    assert file_name == "web-charlie_certs.zip"
+    check_package(data, "web-charlie", ccid)
+    for path in ("/ui/login", "/ui/", "/ui/sign", "/ui/audit"):
+        page.goto(f"{server.url}{path}")
+        assert page.locator("script, [onclick], [onsubmit]").count() == 0, path
+
+    with page.expect_navigation():
+        page.get_by_role("button", name="Sign out").click()
+    assert page.url == f"{server.url}/ui/login"
+    assert [c for c in context.cookies() if c["name"] == SESSION_COOKIE] == []
+    page.goto(f"{server.url}/ui/")
+    assert page.url == f"{server.url}/ui/login"
