@@ -243,6 +243,27 @@ def test_sysadmin_signs_in_creates_sees_days_left_opens_and_downloads(
     file_name, data = download(page)
     assert file_name == "web-alpha_certs.zip"
     check_package(data, "web-alpha", ccid)
+    fetched = context.request.get(f"{server.url}/ui/deployments/web-alpha/package")
+    assert fetched.status == 200 and fetched.body() == data  # the same package, made again
+    assert fetched.headers["cache-control"] == "no-store"  # it holds private keys
+
+    # the same name again: refused on the page, with what was typed still in the form
+    page.goto(f"{server.url}/ui/")
+    page.fill("#name", "web-alpha")
+    page.fill("#organization", "Example Support")
+    page.select_option("#key_type", "ec-p384")
+    page.fill("#hosts_all", "localhost")
+    page.fill("#hosts_gua", "gua.example.test")
+    with page.expect_navigation() as navigation:
+        page.click("form[action='/ui/deployments'] button[type=submit]")
+    assert navigation.value is not None and navigation.value.status == 409
+    assert page.get_by_role("alert").inner_text() == "deployment web-alpha already exists"
+    assert page.input_value("#name") == "web-alpha"
+    assert page.input_value("#organization") == "Example Support"
+    assert page.input_value("#key_type") == "ec-p384"
+    assert page.input_value("#hosts_all") == "localhost"
+    assert page.input_value("#hosts_gua") == "gua.example.test"
+    assert page.input_value("#hosts_ccm") == ""
     server.assert_no_token_in_log()
 
 
@@ -289,13 +310,37 @@ def test_an_auditor_lists_but_cannot_create_or_download_and_reads_the_audit_log(
     assert response is not None and response.status == 403
     assert "zip" not in (response.headers.get("content-type") or "")
     assert page.get_by_role("alert").inner_text() == "Only a sysadmin may download packages."
+    response = page.goto(f"{server.url}/ui/sign")
+    assert response is not None and response.status == 403
+    assert page.locator("form[action='/ui/sign']").count() == 0
+
+    # forged posts with the auditor's own session and form token: refused (403) and audited
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value")
+    assert csrf
+    forged = context.request.post(
+        f"{server.url}/ui/deployments",
+        form={"csrf": csrf, "name": "web-forged", "organization": "x", "key_type": "ec-p256"},
+        max_redirects=0,
+    )
+    assert forged.status == 403, forged.text()
+    signed = context.request.post(
+        f"{server.url}/ui/sign",
+        multipart={
+            "csrf": csrf,
+            "deployment": "web-bravo-rsa",
+            "component": "ccm",
+            "csr": {"name": "ccm.csr", "mimeType": "text/plain", "buffer": b"not a CSR"},
+        },
+        max_redirects=0,
+    )
+    assert signed.status == 403, signed.text()
 
     page.goto(f"{server.url}/ui/audit")
     entries = [
         dict(zip(["at", "actor", "action", "target", "source", "result"], cells, strict=True))
         for cells in (row.locator("td").all_inner_texts() for row in page.locator("tbody tr").all())
     ]
-    mine = [e for e in entries if e["target"] == "web-bravo-rsa"]
+    mine = [e for e in entries if e["target"].split("/")[0] in ("web-bravo-rsa", "web-forged")]
 
     def by(actor: str, action: str, result: str) -> list[dict[str, str]]:
         return [
@@ -307,6 +352,12 @@ def test_an_auditor_lists_but_cannot_create_or_download_and_reads_the_audit_log(
     assert len(by("alice", "deployment.create", "ok")) == 1
     assert len(by("alice", "package.download", "ok")) == 1
     assert len(by("audrey", "package.download", "forbidden")) == 1
+    assert len(by("audrey", "deployment.create", "forbidden")) == 1
+    assert len(by("audrey", "certificate.sign-csr", "forbidden")) == 1
+    assert len(mine) == 5
+    admin.goto(f"{server.url}/ui/")
+    assert listed_row(admin, "web-bravo-rsa")["State"] == "ready"
+    assert admin.get_by_role("link", name="web-forged").count() == 0
     assert all(e["source"] == "127.0.0.1" for e in mine)
     server.assert_no_token_in_log()
 
