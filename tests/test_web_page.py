@@ -367,7 +367,10 @@ def test_without_javascript_sign_in_create_and_download_work(
 ) -> None:
     context = new_context(javascript=False)
     probe = "<p id=p>off</p><script>document.getElementById('p').textContent = 'on'</script>"
-    context.route("https://js-probe.invalid/", lambda route: route.fulfill(body=probe))
+    context.route(
+        "https://js-probe.invalid/",
+        lambda route: route.fulfill(body=probe, content_type="text/html"),
+    )
     page = context.new_page()
     page.goto("https://js-probe.invalid/")
     assert page.inner_text("#p") == "off"  # scripts really do not run in this context
@@ -390,3 +393,22 @@ def test_without_javascript_sign_in_create_and_download_work(
     assert [c for c in context.cookies() if c["name"] == SESSION_COOKIE] == []
     page.goto(f"{server.url}/ui/")
     assert page.url == f"{server.url}/ui/login"
+
+
+def test_another_site_cannot_sign_the_user_out(new_context: MakeContext, server: Server) -> None:
+    context = new_context()
+    page = context.new_page()
+    assert sign_in(page, server, server.sysadmin) == 200
+    lure = f'<form method="post" action="{server.url}/ui/logout"><button>Win</button></form>'
+    context.route(
+        "https://elsewhere.invalid/",
+        lambda route: route.fulfill(body=lure, content_type="text/html"),
+    )
+    page.goto("https://elsewhere.invalid/")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Win").click()
+    # the cross-site post carried no session (SameSite=Strict) and no form token
+    assert [c["name"] for c in context.cookies()] == [SESSION_COOKIE]
+    page.goto(f"{server.url}/ui/")
+    assert page.url == f"{server.url}/ui/"
+    assert "alice (sysadmin)" in page.locator("header").inner_text()

@@ -104,9 +104,21 @@ def login(request: Request, token: Annotated[str, Form()]) -> Response:
 
 
 @router.post("/logout")
-def logout() -> Response:
+async def logout(request: Request) -> Response:
+    """Signs out only with the session's own form token: another site's post (which carries
+    no cookie, SameSite=Strict) cannot clear the session."""
     response = RedirectResponse("/ui/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    token = request.cookies.get(SESSION_COOKIE)
+    form = await request.form()
+    sent = str(form.get("csrf", "")).encode()
+    if token and hmac.compare_digest(sent, csrf_token(token).encode()):
+        response.delete_cookie(
+            SESSION_COOKIE,
+            path="/",
+            secure=request.url.scheme == "https",
+            httponly=True,
+            samesite="strict",
+        )
     return response
 
 
