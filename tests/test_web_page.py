@@ -335,6 +335,9 @@ def test_an_auditor_lists_but_cannot_create_or_download_and_reads_the_audit_log(
     )
     assert signed.status == 403, signed.text()
 
+    response = page.goto(f"{server.url}/ui/deployments/web-bravo-rsa%0Afake-row/package")
+    assert response is not None and response.status == 403
+
     page.goto(f"{server.url}/ui/audit")
     entries = [
         dict(zip(["at", "actor", "action", "target", "source", "result"], cells, strict=True))
@@ -355,6 +358,10 @@ def test_an_auditor_lists_but_cannot_create_or_download_and_reads_the_audit_log(
     assert len(by("audrey", "deployment.create", "forbidden")) == 1
     assert len(by("audrey", "certificate.sign-csr", "forbidden")) == 1
     assert len(mine) == 5
+    # the refusal for a name that is none is audited without the raw input
+    unnamed = [e for e in entries if e["target"] == "" and e["actor"].endswith("(audrey)")]
+    assert [e["action"] for e in unnamed] == ["package.download"]
+    assert not any("fake-row" in "".join(e.values()) for e in entries)
     admin.goto(f"{server.url}/ui/")
     assert listed_row(admin, "web-bravo-rsa")["State"] == "ready"
     assert admin.get_by_role("link", name="web-forged").count() == 0

@@ -237,8 +237,9 @@ def package(request: Request, name: str) -> Response:
     session = _session(request)
     if isinstance(session, Response):
         return session
-    if session.credential.role is not Role.SYSADMIN:
-        session.service.record("package.download", name, "forbidden", "auditor role")
+    try:
+        session.require_sysadmin("package.download", _audit_target(name))
+    except Forbidden:
         return _deployments_page(request, session, "Only a sysadmin may download packages.", 403)
     try:
         file_name, data = session.service.package_bytes(DeploymentName(name))
