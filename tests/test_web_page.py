@@ -419,3 +419,49 @@ def test_another_site_cannot_sign_the_user_out(new_context: MakeContext, server:
     page.goto(f"{server.url}/ui/")
     assert page.url == f"{server.url}/ui/"
     assert "alice (sysadmin)" in page.locator("header").inner_text()
+
+
+def test_a_sysadmin_signs_a_csr_on_the_page_and_a_bad_file_is_refused(
+    new_context: MakeContext, server: Server, tmp_path: Path
+) -> None:
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    page = new_context().new_page()
+    sign_in(page, server, server.sysadmin)
+    create_deployment(page, server, "web-delta")
+    ccid = page.locator("tr", has=page.locator("th", has_text="CCID")).locator("td").inner_text()
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "chosen-by-the-host")]))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    good, bad = tmp_path / "cco.csr", tmp_path / "notes.txt"
+    good.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    bad.write_text("not a CSR\n")
+
+    page.goto(f"{server.url}/ui/sign")
+    page.select_option("#deployment", "web-delta")
+    page.select_option("#component", "cco")
+    page.set_input_files("#csr", str(bad))
+    with page.expect_navigation() as navigation:
+        page.click("form[action='/ui/sign'] button[type=submit]")
+    assert navigation.value is not None and navigation.value.status == 422
+    assert page.get_by_role("alert").inner_text().startswith("notes.txt: ")
+
+    page.select_option("#deployment", "web-delta")
+    page.select_option("#component", "cco")
+    page.set_input_files("#csr", str(good))
+    with page.expect_download() as info:
+        page.click("form[action='/ui/sign'] button[type=submit]")
+    assert info.value.suggested_filename == "cco.crt"
+    cert = x509.load_pem_x509_certificate(Path(info.value.path()).read_bytes())
+    subject = {a.oid: a.value for a in cert.subject}
+    assert subject[NameOID.COMMON_NAME] == "cco"
+    assert subject[NameOID.ORGANIZATIONAL_UNIT_NAME] == ccid
+    assert cert.public_key().public_numbers() == key.public_key().public_numbers()
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == [f"spiffe://{ccid}/cco"]
