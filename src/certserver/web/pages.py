@@ -4,6 +4,7 @@ download its zip; sign a CSR; read the audit log."""
 
 from __future__ import annotations
 
+import hmac
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,7 +12,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from certserver.accounts import Credential, Role, Unauthenticated
+from certserver.accounts import Credential, Forbidden, Role, Unauthenticated
 from certserver.audit import Actor
 from certserver.clock import days_left, iso, utc_now
 from certserver.errors import CertserverError
@@ -51,8 +52,16 @@ class _Session:
         )
 
     def check(self, csrf: str) -> None:
-        if csrf != self.csrf:
+        if not hmac.compare_digest(csrf.encode(), self.csrf.encode()):
             raise Unauthenticated("the form is stale; sign in again")
+
+    def require_sysadmin(self, action: str, target: str) -> None:
+        """Like the API: an auditor's attempt at a change is refused (403) and audited."""
+        if self.credential.role is Role.SYSADMIN:
+            return
+        refused = Forbidden(f"the {self.credential.role} role may not do this (needs sysadmin)")
+        self.service.record(action, target, refused.code, refused.message)
+        raise refused
 
     def page(self, request: Request, name: str, status: int = 200, **context: Any) -> Response:
         context.update(credential=self.credential, csrf=self.csrf)
@@ -95,9 +104,21 @@ def login(request: Request, token: Annotated[str, Form()]) -> Response:
 
 
 @router.post("/logout")
-def logout() -> Response:
+async def logout(request: Request) -> Response:
+    """Signs out only with the session's own form token: another site's post (which carries
+    no cookie, SameSite=Strict) cannot clear the session."""
     response = RedirectResponse("/ui/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    token = request.cookies.get(SESSION_COOKIE)
+    form = await request.form()
+    sent = str(form.get("csrf", "")).encode()
+    if token and hmac.compare_digest(sent, csrf_token(token).encode()):
+        response.delete_cookie(
+            SESSION_COOKIE,
+            path="/",
+            secure=request.url.scheme == "https",
+            httponly=True,
+            samesite="strict",
+        )
     return response
 
 
@@ -110,7 +131,11 @@ def deployments(request: Request) -> Response:
 
 
 def _deployments_page(
-    request: Request, session: _Session, error: str | None = None, status: int = 200
+    request: Request,
+    session: _Session,
+    error: str | None = None,
+    status: int = 200,
+    form: dict[str, str] | None = None,
 ) -> Response:
     now = utc_now()
     rows = []
@@ -135,6 +160,7 @@ def _deployments_page(
         error=error,
         key_types=[spec.value for spec in KeySpec],
         components=[c.folder for c in Component],
+        form=form or {},
     )
 
 
@@ -144,10 +170,11 @@ async def create(request: Request) -> Response:
     if isinstance(session, Response):
         return session
     form = await request.form()
+    # what was typed, to fill the form again when it is refused
+    typed = {key: value for key, value in form.items() if isinstance(value, str) and key != "csrf"}
     try:
         session.check(str(form.get("csrf", "")))
-        if session.credential.role is not Role.SYSADMIN:
-            raise Unauthenticated("only a sysadmin may create deployments")
+        session.require_sysadmin("deployment.create", _audit_target(typed.get("name", "")))
         hosts: dict[Component, tuple[Host, ...]] = {}
         shared = _host_list(str(form.get("hosts_all", "")))
         for component in Component:
@@ -164,8 +191,17 @@ async def create(request: Request) -> Response:
             )
         )
     except CertserverError as exc:
-        return _deployments_page(request, session, exc.message, status_of(exc))
+        return _deployments_page(request, session, exc.message, status_of(exc), typed)
     return RedirectResponse(f"/ui/deployments/{result.deployment.name}", status_code=303)
+
+
+def _audit_target(name: str, component: str | None = None) -> str:
+    """What a refused form names, for the audit log: only a valid name, never raw input."""
+    try:
+        target = DeploymentName(name.strip()).value
+        return target if component is None else f"{target}/{Component.parse(component).folder}"
+    except CertserverError:
+        return ""
 
 
 def _host_list(text: str) -> list[Host]:
@@ -201,8 +237,9 @@ def package(request: Request, name: str) -> Response:
     session = _session(request)
     if isinstance(session, Response):
         return session
-    if session.credential.role is not Role.SYSADMIN:
-        session.service.record("package.download", name, "forbidden", "auditor role")
+    try:
+        session.require_sysadmin("package.download", _audit_target(name))
+    except Forbidden:
         return _deployments_page(request, session, "Only a sysadmin may download packages.", 403)
     try:
         file_name, data = session.service.package_bytes(DeploymentName(name))
@@ -211,7 +248,11 @@ def package(request: Request, name: str) -> Response:
     return Response(
         data,
         media_type="application/zip",
-        headers={"Content-Disposition": f'attachment; filename="{file_name}"'},
+        # it holds private keys: no browser or proxy cache may keep a copy
+        headers={
+            "Content-Disposition": f'attachment; filename="{file_name}"',
+            "Cache-Control": "no-store",
+        },
     )
 
 
@@ -220,6 +261,8 @@ def sign_form(request: Request) -> Response:
     session = _session(request)
     if isinstance(session, Response):
         return session
+    if session.credential.role is not Role.SYSADMIN:
+        return _sign_page(request, session, "Only a sysadmin may sign CSRs.", 403)
     return _sign_page(request, session)
 
 
@@ -246,8 +289,7 @@ async def sign(
         return session
     try:
         session.check(csrf)
-        if session.credential.role is not Role.SYSADMIN:
-            raise Unauthenticated("only a sysadmin may sign")
+        session.require_sysadmin("certificate.sign-csr", _audit_target(deployment, component))
         data = await csr.read(_MAX_CSR + 1)
         if len(data) > _MAX_CSR:
             raise CertserverError(f"{csr.filename}: too large to be a CSR")
