@@ -235,3 +235,98 @@ def test_the_openapi_document(api: Api) -> None:
     assert "/api/v1/deployments" in document["paths"]
     assert "/api/v1/deployments/{name}/package" in document["paths"]
     assert not any(path.startswith("/ui") for path in document["paths"])
+
+
+def test_a_huge_body_is_refused_before_anyone_reads_it(api: Api) -> None:
+    huge = b'{"name": "x", "pad": "' + b"A" * (5 << 20) + b'"}'
+    before = len(api.service.audit_entries())
+    answer = api.client.post(
+        "/api/v1/deployments", content=huge, headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == 413 and answer.json()["code"] == "too-large"
+    assert len(api.service.audit_entries()) == before  # nobody was even asked who they are
+
+
+def test_the_page_cookie_is_not_an_api_credential(api: Api) -> None:
+    api.client.cookies.set("certserver_session", api.admin)
+    answer = api.client.post("/api/v1/deployments", json={"name": "via-cookie"})
+    assert answer.status_code == 401
+    api.client.cookies.clear()
+
+
+def test_security_headers_no_docs_and_the_root(api: Api) -> None:
+    answer = api.client.get("/health")
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+    assert answer.headers["cache-control"] == "no-store"
+    assert answer.headers["strict-transport-security"].startswith("max-age=")
+    assert api.client.get("/docs").status_code == 404
+    assert api.client.get("/redoc").status_code == 404
+    root = api.client.get("/", follow_redirects=False)
+    assert root.status_code == 303 and root.headers["location"] == "/ui/"
+    slash = api.client.get(
+        "/api/v1/deployments/", headers=api.as_(api.admin), follow_redirects=False
+    )
+    assert slash.status_code == 404  # no redirect that echoes the Host header
+
+
+def test_every_refused_change_is_audited_once(api: Api) -> None:
+    admin = api.as_(api.admin)
+    calls = [
+        lambda: api.client.post("/api/v1/deployments", json={"name": "Bad_Name"}, headers=admin),
+        lambda: api.client.post("/api/v1/deployments", json={"name": 5}, headers=admin),
+        lambda: api.client.get("/api/v1/deployments/no-such/package", headers=admin),
+        lambda: api.client.get("/api/v1/deployments/a%0Aforged/package", headers=admin),
+        lambda: api.client.post(
+            "/api/v1/deployments/x/sign?component=zzz",
+            files={"csr": ("x.csr", b"junk", "application/pkcs10")},
+            headers=admin,
+        ),
+    ]
+    before = len(api.service.audit_entries())
+    for number, call_ in enumerate(calls, start=1):
+        answer = call_()
+        assert 400 <= answer.status_code < 500, answer.text
+        assert len(api.service.audit_entries()) == before + number, answer.text
+    entries = api.service.audit_entries()[: len(calls)]
+    assert {e.result for e in entries} <= {
+        "invalid-input",
+        "invalid-request",
+        "deployment-not-found",
+    }
+    assert all("\n" not in e.target for e in entries)
+
+
+def test_too_many_hosts_are_refused(api: Api) -> None:
+    many = [f"h{i}.example.com" for i in range(101)]
+    answer = api.create("crowded", hosts={"all": many})
+    assert answer.status_code == 422 and "too many hosts" in answer.json()["detail"]
+
+
+def test_a_credential_is_revoked_once(api: Api) -> None:
+    from certserver.errors import InvalidInput
+
+    credential, _ = api.service.create_token("once", Role.AUDITOR)
+    api.service.revoke_credential(credential.credential_id)
+    with pytest.raises(InvalidInput, match="already revoked"):
+        api.service.revoke_credential(credential.credential_id)
+
+
+def test_signing_in_from_another_site_is_refused(api: Api) -> None:
+    other = api.client.post(
+        "/ui/login",
+        data={"token": api.admin},
+        headers={"Origin": "https://evil.example"},
+        follow_redirects=False,
+    )
+    assert other.status_code == 403 and "certserver_session" not in other.headers.get(
+        "set-cookie", ""
+    )
+    own = api.client.post(
+        "/ui/login",
+        data={"token": api.admin},
+        headers={"Origin": "https://testserver"},
+        follow_redirects=False,
+    )
+    assert own.status_code == 303 and "certserver_session" in own.headers["set-cookie"]

@@ -3,6 +3,7 @@ credentials, plain HTTP only when asked, and no token in its log."""
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
 
 from .conftest import Cli, certserver_script, env_for, extract, run_process
 
@@ -66,7 +68,7 @@ def test_https_with_its_own_certificate_and_no_token_in_the_log(tmp_path: Path) 
             created = http.post(
                 f"{base}/api/v1/deployments",
                 json={"name": "served", "hosts": {"all": ["localhost"]}},
-                headers={"Authorization": f"Bearer {token}"},
+                headers={"Authorization": f"Bearer {token}", "X-Forwarded-For": "203.0.113.66"},
             )
             assert created.status_code == 201, created.text
             refused = http.get(f"{base}/api/v1/deployments", headers={"Authorization": "Bearer x"})
@@ -79,6 +81,25 @@ def test_https_with_its_own_certificate_and_no_token_in_the_log(tmp_path: Path) 
     assert token not in log and token.split("_")[-1] not in log
     key = home / "serve" / "server.key"
     assert key.stat().st_mode & 0o777 == 0o600
+    audit = run_process(certserver_script(), "audit", "--json", env=env_for(home))
+    entries = json.loads(audit.stdout)
+    assert entries[0]["action"] == "deployment.create" and entries[0]["source"] == "127.0.0.1"
+
+
+def test_its_own_certificate_follows_the_bound_address(tmp_path: Path) -> None:
+    from certserver.config import Settings
+    from certserver.web.server import Bind, own_certificate
+
+    settings = Settings.from_env(env_for(tmp_path / "home"))
+    first = own_certificate(settings, Bind("127.0.0.1", 8443))
+    assert own_certificate(settings, Bind("127.0.0.1", 9443)) == first  # kept
+    other = own_certificate(settings, Bind("127.0.0.2", 8443))
+    assert other[2] != first[2]
+    cert = x509.load_pem_x509_certificate(other[0].read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "127.0.0.2" in [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
+    other[1].chmod(0o644)  # a key others can read is not used again
+    assert own_certificate(settings, Bind("127.0.0.2", 8443))[2] != other[2]
 
 
 def test_a_client_certificate_can_be_the_credential(run: Cli, home: Path, tmp_path: Path) -> None:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
 
 from certserver.errors import InvalidInput
+from certserver.identity import Component
+
+#: Host names one component's certificate may carry (a certificate, not a phone book).
+MAX_HOSTS = 100
 
 _LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
@@ -57,3 +62,23 @@ class Host:
 
     def __str__(self) -> str:
         return self.text
+
+
+def merge_hosts(
+    pairs: Iterable[tuple[str, Sequence[Host]]],
+) -> dict[Component, tuple[Host, ...]]:
+    """Hosts per component from ``(target, hosts)`` pairs, where the target is a component
+    or ``all``; repeats kept once, in order, at most :data:`MAX_HOSTS` per component."""
+    merged: dict[Component, dict[Host, None]] = {}
+    for target, hosts in pairs:
+        components = (
+            list(Component) if target.strip().lower() == "all" else [Component.parse(target)]
+        )
+        for component in components:
+            bucket = merged.setdefault(component, {})
+            bucket.update(dict.fromkeys(hosts))
+            if len(bucket) > MAX_HOSTS:
+                raise InvalidInput(
+                    f"too many hosts for {component}: at most {MAX_HOSTS} names per certificate"
+                )
+    return {component: tuple(hosts) for component, hosts in merged.items()}

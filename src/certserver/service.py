@@ -66,6 +66,7 @@ from certserver.records import (
 from certserver.revocation_cases import RevocationCases
 from certserver.store import (
     CertificateRecord,
+    DeploymentQuery,
     DeploymentRecord,
     DeploymentState,
     DeploymentSummary,
@@ -156,11 +157,17 @@ class CertServer(EnterpriseCases, LinkCases, AccountCases, RevocationCases):
         self._commit(store, target, data, request.force, lambda c: store.add_deployment(c, record))
         return CreateResult(to_view(record), request.file_name, data, target)
 
-    def list_deployments(self) -> Sequence[DeploymentSummary]:
-        """Every deployment (none for a fresh home). Needs no master key: nothing secret."""
+    def list_deployments(self, query: DeploymentQuery | None = None) -> Sequence[DeploymentSummary]:
+        """Deployments (every one, or those ``query`` selects), in name order. Needs no
+        master key: nothing secret."""
         if never_created(self.settings):
             return []
-        return self._open_store(create=False).list_deployments()
+        return self._open_store(create=False).list_deployments(query)
+
+    def count_deployments(self, query: DeploymentQuery | None = None) -> int:
+        if never_created(self.settings):
+            return 0
+        return self._open_store(create=False).count_deployments(query)
 
     def show_deployment(self, name: DeploymentName) -> DeploymentView:
         """One deployment's certificates (public data: needs no master key)."""
@@ -230,8 +237,9 @@ class CertServer(EnterpriseCases, LinkCases, AccountCases, RevocationCases):
         return self._package_bytes(name)
 
     def _package_bytes(self, name: DeploymentName) -> tuple[str, bytes]:
+        record = self._open_store(create=False).get_deployment(name)  # unknown: no key needed
         store, key = self._open(create=False)
-        material = to_material(store.get_deployment(name), key, store.location)
+        material = to_material(record, key, store.location)
         return material.file_name, package.build(material)
 
     @_audited("package.export", _first)

@@ -100,6 +100,9 @@ class UseCases:
         self.actor = actor or Actor.local()
         self._opened = _Opened()
         self._owner = True
+        #: Called after each audit entry this object writes (the API uses it to know that a
+        #: refused request was audited already).
+        self.on_audit: Callable[[], None] | None = None
 
     def for_actor(self, actor: Actor) -> Self:
         view = copy.copy(self)
@@ -185,6 +188,9 @@ class UseCases:
         except StoreError:
             if result == OK:
                 raise
+            return
+        if self.on_audit is not None:
+            self.on_audit()
 
 
 def check_target(out_dir: Path, file_name: str, *, force: bool) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import click
@@ -12,8 +11,8 @@ from certserver.clock import days_left, utc_now
 from certserver.config import Settings
 from certserver.errors import InvalidInput
 from certserver.files import read_regular_file
-from certserver.hosts import Host
-from certserver.identity import Component, DeploymentName
+from certserver.hosts import Host, merge_hosts
+from certserver.identity import DeploymentName
 from certserver.keys import KeySpec
 from certserver.profiles import (
     COMPONENT_VALIDITY_DAYS,
@@ -387,18 +386,3 @@ def _components_table(view: DeploymentView) -> str:
     return "\n" + output.table(
         ["COMPONENT", "SERIAL", "NOT AFTER", "DAYS LEFT", "HOSTS"], rows, indent=2
     )
-
-
-def merge_hosts(
-    pairs: Iterable[tuple[str, Sequence[Host]]],
-) -> dict[Component, tuple[Host, ...]]:
-    """``--host`` values to hosts per component; ``all`` applies to every component."""
-    merged: dict[Component, list[Host]] = {}
-    for target, hosts in pairs:
-        components = (
-            list(Component) if target.strip().lower() == "all" else [Component.parse(target)]
-        )
-        for component in components:
-            bucket = merged.setdefault(component, [])
-            bucket.extend(host for host in hosts if host not in bucket)
-    return {component: tuple(hosts) for component, hosts in merged.items()}

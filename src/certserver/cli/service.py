@@ -33,12 +33,18 @@ def _service() -> CertServer:
 @click.option(
     "--insecure-http", is_flag=True, help="Plain HTTP, for a reverse proxy on the same host."
 )
+@click.option(
+    "--forwarded-allow-ips",
+    metavar="IPS",
+    help="With --insecure-http: the proxy addresses whose X-Forwarded-For is believed.",
+)
 def serve_command(
     bind: str,
     tls_cert: Path | None,
     tls_key: Path | None,
     client_ca: Path | None,
     insecure_http: bool,
+    forwarded_allow_ips: str | None,
 ) -> None:
     """Run the HTTPS API, the web page (/ui/) and /metrics over the store."""
     import uvicorn
@@ -61,9 +67,18 @@ def serve_command(
                     "the network in clear",
                     err=True,
                 )
-            config = uvicorn.Config(app, host=where.host, port=where.port, log_level="info")
+            config = uvicorn.Config(
+                app,
+                host=where.host,
+                port=where.port,
+                log_level="info",
+                proxy_headers=forwarded_allow_ips is not None,
+                forwarded_allow_ips=forwarded_allow_ips,
+            )
             click.echo(f"certserver: serving http://{where.host}:{where.port}/", err=True)
         else:
+            if forwarded_allow_ips is not None:
+                raise InvalidInput("--forwarded-allow-ips goes with --insecure-http only")
             if (tls_cert is None) != (tls_key is None):
                 raise InvalidInput("give both --tls-cert and --tls-key, or neither")
             if tls_cert is None or tls_key is None:
@@ -75,7 +90,7 @@ def serve_command(
                 )
             make = tls_context(tls_cert, tls_key, client_ca)
             config = uvicorn_tls_config(
-                app, make, host=where.host, port=where.port, log_level="info"
+                app, make, host=where.host, port=where.port, log_level="info", proxy_headers=False
             )
             click.echo(f"certserver: serving https://{where.host}:{where.port}/", err=True)
         uvicorn.Server(config).run()

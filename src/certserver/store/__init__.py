@@ -3,6 +3,7 @@
 from certserver.store.repository import (
     AuthorityRecord,
     CertificateRecord,
+    DeploymentQuery,
     DeploymentRecord,
     DeploymentState,
     DeploymentSummary,
@@ -17,6 +18,7 @@ from certserver.store.repository import (
 __all__ = [
     "AuthorityRecord",
     "CertificateRecord",
+    "DeploymentQuery",
     "DeploymentRecord",
     "DeploymentState",
     "DeploymentSummary",

@@ -167,6 +167,17 @@ class DeploymentRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class DeploymentQuery:
+    """Which deployments to list: filters, and a page (in name order)."""
+
+    state: DeploymentState | None = None
+    ca_mode: CaMode | None = None
+    name_prefix: str | None = None
+    limit: int | None = None
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class DeploymentSummary:
     name: DeploymentName
     ccid: Ccid
@@ -562,11 +573,16 @@ class Store:
         )
         return row.id
 
-    def list_deployments(self) -> Sequence[DeploymentSummary]:
+    def list_deployments(self, query: DeploymentQuery | None = None) -> Sequence[DeploymentSummary]:
         with self._decoding("deployments"):
-            return self._list_deployments()
+            return self._list_deployments(query or DeploymentQuery())
 
-    def _list_deployments(self) -> Sequence[DeploymentSummary]:
+    def count_deployments(self, query: DeploymentQuery | None = None) -> int:
+        with self.transaction() as connection:
+            count = sa.select(sa.func.count()).select_from(deployments)
+            return int(connection.scalar(_filtered(count, query or DeploymentQuery())) or 0)
+
+    def _list_deployments(self, query: DeploymentQuery) -> Sequence[DeploymentSummary]:
         expiry = (
             sa.select(sa.func.min(certificates.c.not_after))
             .where(
@@ -585,7 +601,11 @@ class Store:
                     deployments.c.ca_mode,
                     deployments.c.state,
                     expiry.label("next_expiry"),
-                ).order_by(deployments.c.name)
+                )
+                .where(*_conditions(query))
+                .order_by(deployments.c.name)
+                .limit(query.limit)
+                .offset(query.offset)
             ).all()
         return [
             DeploymentSummary(
@@ -890,9 +910,9 @@ class Store:
             row = connection.execute(
                 sa.select(credentials).where(credentials.c.credential_id == credential_id)
             ).one_or_none()
-        if row is None:
+        if row is None or not changed:
             return None
-        return _credential(row) if changed or row.revoked_at else None
+        return _credential(row)
 
     def add_audit(self, entry: AuditEntry) -> None:
         with self.transaction() as connection:
@@ -943,6 +963,22 @@ def _certificate_row(
         "not_after": cert.not_after,
         "status": cert.status,
     }
+
+
+def _conditions(query: DeploymentQuery) -> list[sa.ColumnElement[bool]]:
+    found: list[sa.ColumnElement[bool]] = []
+    if query.state is not None:
+        found.append(deployments.c.state == query.state)
+    if query.ca_mode is not None:
+        found.append(deployments.c.ca_mode == query.ca_mode)
+    if query.name_prefix:
+        escaped = query.name_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        found.append(deployments.c.name.like(f"{escaped}%", escape="\\"))
+    return found
+
+
+def _filtered(select: Any, query: DeploymentQuery) -> Any:
+    return select.where(*_conditions(query))
 
 
 def _credential(row: sa.Row[tuple[object, ...]]) -> Credential:

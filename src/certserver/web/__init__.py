@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, FastAPI
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, RedirectResponse
 
 from certserver.accounts import Role
 from certserver.config import Settings
 from certserver.service import CertServer
 from certserver.web import api, metrics, pages
 from certserver.web.auth import Caller, require
+from certserver.web.guard import Guard
 from certserver.web.problems import install_handlers
 
 
@@ -21,13 +22,23 @@ def create_app(settings: Settings, *, service: CertServer | None = None) -> Fast
         title="certserver",
         summary="Deployment certificate server: identities, CAs and component certificates",
         version="1",
+        # the OpenAPI document is served; no documentation pages that load third-party
+        # scripts on the service's own origin
+        docs_url=None,
+        redoc_url=None,
+        redirect_slashes=False,
     )
+    app.add_middleware(Guard)
     app.state.service = service or CertServer(settings)
     counter = metrics.RequestCounter()
     app.middleware("http")(counter.middleware)
     install_handlers(app)
     app.include_router(api.router)
     app.include_router(pages.router)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/ui/", status_code=303)
 
     @app.get("/health", summary="Liveness (public)")
     def health() -> dict[str, str]:

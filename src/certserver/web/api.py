@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
@@ -10,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from certserver.accounts import Role
 from certserver.errors import FileProblem, InvalidInput
-from certserver.hosts import Host
+from certserver.hosts import MAX_HOSTS, Host, merge_hosts
 from certserver.identity import Component, DeploymentName
 from certserver.keys import KeySpec
 from certserver.plain import plain
@@ -21,7 +22,7 @@ from certserver.profiles import (
     Organization,
 )
 from certserver.service import CreateRequest, Supplied
-from certserver.store import DeploymentState
+from certserver.store import DeploymentQuery, DeploymentState
 from certserver.web.auth import Caller, require, service_of
 
 MAX_UPLOAD = 1 << 20
@@ -48,13 +49,9 @@ class CreateDeployment(BaseModel):
 
 
 def _hosts(given: dict[str, list[str]]) -> dict[Component, tuple[Host, ...]]:
-    merged: dict[Component, list[Host]] = {}
-    for target, names in given.items():
-        components = list(Component) if target == "all" else [Component.parse(target)]
-        for component in components:
-            bucket = merged.setdefault(component, [])
-            bucket.extend(h for h in (Host.parse(n) for n in names) if h not in bucket)
-    return {component: tuple(hosts) for component, hosts in merged.items()}
+    if sum(len(names) for names in given.values()) > 10 * MAX_HOSTS:
+        raise InvalidInput(f"too many hosts: at most {MAX_HOSTS} names per component")
+    return merge_hosts((target, [Host.parse(n) for n in names]) for target, names in given.items())
 
 
 def _name(name: str) -> DeploymentName:
@@ -86,15 +83,10 @@ def list_deployments(
     ca_mode: CaMode | None = None,
     name_prefix: Annotated[str | None, Query(max_length=63)] = None,
 ) -> dict[str, Any]:
-    found = [
-        s
-        for s in caller.service.list_deployments()
-        if (state is None or s.state is state)
-        and (ca_mode is None or s.ca_mode is ca_mode)
-        and (name_prefix is None or s.name.value.startswith(name_prefix))
-    ]
-    page = found[offset : offset + limit]
-    return {"items": plain(page), "total": len(found), "limit": limit, "offset": offset}
+    query = DeploymentQuery(state, ca_mode, name_prefix, limit, offset)
+    page = caller.service.list_deployments(query)
+    total = caller.service.count_deployments(replace(query, limit=None, offset=0))
+    return {"items": plain(page), "total": total, "limit": limit, "offset": offset}
 
 
 @router.post("/deployments", status_code=201, summary="Create a deployment")

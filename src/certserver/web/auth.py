@@ -14,6 +14,8 @@ from fastapi import Request
 
 from certserver.accounts import Credential, Forbidden, Role, Unauthenticated
 from certserver.audit import Actor
+from certserver.errors import CertserverError
+from certserver.identity import DeploymentName
 from certserver.service import CertServer
 
 SESSION_COOKIE = "certserver_session"
@@ -36,13 +38,15 @@ def client_address(request: Request) -> str:
 
 
 def token_of(request: Request) -> str | None:
+    """The bearer token. The web page's cookie is not a credential for the API: a form on
+    another page of the same site could otherwise make a signed-in browser call it."""
     header = request.headers.get("authorization")
-    if header is not None:
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthenticated("use Authorization: Bearer <token>")
-        return token.strip()
-    return request.cookies.get(SESSION_COOKIE)
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("use Authorization: Bearer <token>")
+    return token.strip()
 
 
 def client_certificate(request: Request) -> x509.Certificate | None:
@@ -73,22 +77,45 @@ def require(role: Role, action: str | None = None) -> Callable[[Request], Caller
     def dependency(request: Request) -> Caller:
         service = service_of(request)
         source = client_address(request)
-        target = str(request.path_params.get("name", ""))
+        target = audit_target(str(request.path_params.get("name", "")))
         try:
             credential = authenticate(request)
         except Unauthenticated as exc:
             if action is not None:
                 service.for_actor(Actor("anonymous", source)).record(action, target, exc.code)
             raise
-        caller = Caller(credential, service.for_actor(Actor(credential.actor, source)))
+        acting = service.for_actor(Actor(credential.actor, source))
+        caller = Caller(credential, acting)
         if role not in _ALLOWED[credential.role]:
             refused = Forbidden(f"the {credential.role} role may not do this (needs {role})")
             if action is not None:
                 caller.service.record(action, target, refused.code, refused.message)
             raise refused
+        if action is not None:
+            # refused later (bad input) before any use case ran: the error handler audits it
+            request.state.pending_audit = (acting, action, target)
+            acting.on_audit = lambda: setattr(request.state, "pending_audit", None)
         return caller
 
     return dependency
+
+
+def audit_pending(request: Request, code: str, detail: str) -> None:
+    """Audit a change or download the API refused before its use case could (see
+    :func:`require`)."""
+    pending = getattr(request.state, "pending_audit", None)
+    if pending is not None:
+        acting, action, target = pending
+        request.state.pending_audit = None
+        acting.record(action, target, code, detail)
+
+
+def audit_target(name: str) -> str:
+    """A deployment name as the audit log may show it (raw input never reaches the log)."""
+    try:
+        return DeploymentName(name).value
+    except CertserverError:
+        return ""
 
 
 def csrf_token(session_token: str) -> str:

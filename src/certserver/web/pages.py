@@ -15,8 +15,8 @@ from fastapi.templating import Jinja2Templates
 from certserver.accounts import Credential, Forbidden, Role, Unauthenticated
 from certserver.audit import Actor
 from certserver.clock import days_left, iso, utc_now
-from certserver.errors import CertserverError
-from certserver.hosts import Host
+from certserver.errors import CertserverError, InvalidInput
+from certserver.hosts import MAX_HOSTS, Host, merge_hosts
 from certserver.identity import Component, DeploymentName
 from certserver.keys import KeySpec
 from certserver.profiles import Organization
@@ -80,8 +80,24 @@ def login_form(request: Request) -> Response:
     return templates.TemplateResponse(request, "login.html", {"credential": None})
 
 
+def _same_origin(request: Request) -> bool:
+    """A form posted from this site: no Origin (older browsers, no JavaScript needed) or
+    this server's own. Stops another site from signing a browser in as someone else."""
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return origin is None
+    return origin == f"{request.url.scheme}://{request.url.netloc}"
+
+
 @router.post("/login")
 def login(request: Request, token: Annotated[str, Form()]) -> Response:
+    if not _same_origin(request):
+        return templates.TemplateResponse(
+            request,
+            "login.html",
+            {"credential": None, "error": "Sign in from this site's own page."},
+            status_code=403,
+        )
     try:
         service_of(request).authenticate_token(token.strip())
     except CertserverError:
@@ -175,13 +191,9 @@ async def create(request: Request) -> Response:
     try:
         session.check(str(form.get("csrf", "")))
         session.require_sysadmin("deployment.create", _audit_target(typed.get("name", "")))
-        hosts: dict[Component, tuple[Host, ...]] = {}
-        shared = _host_list(str(form.get("hosts_all", "")))
-        for component in Component:
-            own = _host_list(str(form.get(f"hosts_{component.folder}", "")))
-            merged = tuple(dict.fromkeys([*shared, *own]))
-            if merged:
-                hosts[component] = merged
+        pairs = [("all", _host_list(str(form.get("hosts_all", ""))))]
+        pairs += [(c.folder, _host_list(str(form.get(f"hosts_{c.folder}", "")))) for c in Component]
+        hosts = {c: names for c, names in merge_hosts(pairs).items() if names}
         result = session.service.create_deployment(
             CreateRequest(
                 name=DeploymentName(str(form.get("name", "")).strip()),
@@ -205,7 +217,10 @@ def _audit_target(name: str, component: str | None = None) -> str:
 
 
 def _host_list(text: str) -> list[Host]:
-    return [Host.parse(part) for part in text.split(",") if part.strip()]
+    parts = [part for part in text.split(",") if part.strip()]
+    if len(parts) > MAX_HOSTS:
+        raise InvalidInput(f"too many hosts: at most {MAX_HOSTS} names per component")
+    return [Host.parse(part) for part in parts]
 
 
 @router.get("/deployments/{name}")

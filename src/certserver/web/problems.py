@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from certserver.errors import CertserverError
+from certserver.web.auth import audit_pending
 
 PROBLEM = "application/problem+json"
 log = logging.getLogger("certserver.web")
@@ -65,7 +66,8 @@ def problem(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
 
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(CertserverError)
-    async def domain_error(_request: Request, exc: CertserverError) -> JSONResponse:
+    async def domain_error(request: Request, exc: CertserverError) -> JSONResponse:
+        audit_pending(request, exc.code, exc.message)
         extra: dict[str, Any] = {}
         problems = getattr(exc, "problems", None)
         if isinstance(problems, list):
@@ -73,7 +75,8 @@ def install_handlers(app: FastAPI) -> None:
         return problem(status_of(exc), exc.code, exc.message, **extra)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        audit_pending(request, "invalid-request", "the request does not match the API")
         errors = [
             {"loc": [str(part) for part in error.get("loc", ())], "msg": str(error.get("msg"))}
             for error in exc.errors()

@@ -49,13 +49,16 @@ def own_certificate(settings: Settings, bind: Bind) -> tuple[Path, Path, str]:
     folder = settings.home / "serve"
     cert_file, key_file = folder / "server.crt", folder / "server.key"
     now = utc_now()
-    if cert_file.exists() and key_file.exists():
-        cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
-        if cert.not_valid_after_utc - now > _RENEW_BEFORE:
-            return cert_file, key_file, fingerprint(cert)
     names = ["localhost", "127.0.0.1"]
     if bind.host not in ("0.0.0.0", "::") and bind.host not in names:  # noqa: S104
         names.append(bind.host)
+    if cert_file.exists() and key_file.exists():
+        cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+        covered = set(_san_names(cert))
+        private = key_file.lstat().st_mode & 0o077 == 0 and key_file.is_file()
+        fresh = cert.not_valid_after_utc - now > _RENEW_BEFORE
+        if fresh and private and covered >= set(names):
+            return cert_file, key_file, fingerprint(cert)
     cert, key = make_default([Host.parse(name) for name in names], now)
     ensure_private_dir(folder)
     for path in (cert_file, key_file):
@@ -63,6 +66,16 @@ def own_certificate(settings: Settings, bind: Bind) -> tuple[Path, Path, str]:
     create_secret_file(key_file, to_pkcs8_pem(key))
     create_secret_file(cert_file, cert.public_bytes(Encoding.PEM))
     return cert_file, key_file, fingerprint(cert)
+
+
+def _san_names(cert: x509.Certificate) -> list[str]:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [str(v) for v in san.get_values_for_type(x509.DNSName)] + [
+        str(v) for v in san.get_values_for_type(x509.IPAddress)
+    ]
 
 
 def tls_context(
