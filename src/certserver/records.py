@@ -408,12 +408,19 @@ def authority_of(record: DeploymentRecord, key: MasterKey, location: str) -> Cer
             f"deployment {record.name}'s certificates are signed by an enterprise CA; "
             "certserver holds no CA key for it"
         )
+    return unseal_authority(record, record.authority, key, location)
+
+
+def unseal_authority(
+    record: DeploymentRecord, authority: AuthorityRecord, key: MasterKey, location: str
+) -> CertificateAuthority:
+    """One of the deployment's CAs (the active or the retiring one), its key unsealed."""
     try:
-        cert = x509.load_der_x509_certificate(record.authority.cert_der)
+        cert = x509.load_der_x509_certificate(authority.cert_der)
     except ValueError:
         raise StoreCorrupt(
             f"{location}: store is corrupt (deployment {record.name}: its CA does not parse)"
         ) from None
     context = seal_context("ca", record.ccid, fingerprint(cert))
-    ca_key = from_pkcs8_der(key.unseal(record.authority.key_sealed, context))
+    ca_key = from_pkcs8_der(key.unseal(authority.key_sealed, context))
     return CertificateAuthority(ca_key, cert)

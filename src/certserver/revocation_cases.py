@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from certserver import package
@@ -18,6 +19,7 @@ from certserver.files import StagedFile, check_writable_dir
 from certserver.hosts import Host
 from certserver.identity import Component, DeploymentName, Identity
 from certserver.keys import from_pkcs8_der, to_pkcs8_der
+from certserver.ocsp import Responder, SerialStatus, key_hash, respond
 from certserver.package import ComponentMaterial
 from certserver.profiles import BACKDATE, COMPONENT_VALIDITY_DAYS, CaMode, Organization
 from certserver.records import (
@@ -25,6 +27,7 @@ from certserver.records import (
     authority_record,
     certificate_record,
     to_material,
+    unseal_authority,
     unseal_components,
 )
 from certserver.revocation import CRL_LIFETIME, Reason, Revoked, build_crl
@@ -265,6 +268,32 @@ class RevocationCases(UseCases):
                 crl.public_bytes(Encoding.DER),
             )
         return Revocation(name, revoked_serial, reason, number)
+
+    def ocsp_response(self, request_der: bytes) -> bytes:
+        """The OCSP response (RFC 6960) for any of certserver's deployment CAs."""
+        store, key = self._open(create=False)
+
+        def find(issuer_key_hash: bytes, algorithm: hashes.HashAlgorithm) -> Responder | None:
+            for name, ca_fingerprint, cert_der in store.signing_authorities():
+                cert = x509.load_der_x509_certificate(cert_der)
+                if key_hash(cert, algorithm) != issuer_key_hash:
+                    continue
+                record = store.get_deployment(name)
+                authority = next(
+                    a
+                    for a in (record.authority, record.retiring)
+                    if a is not None and a.fingerprint == ca_fingerprint
+                )
+                ca = unseal_authority(record, authority, key, store.location)
+
+                def status_of(serial: str, fp: str = ca_fingerprint) -> SerialStatus:
+                    known, revoked_at, reason = store.serial_status(fp, serial)
+                    return SerialStatus(known, revoked_at, Reason(reason) if reason else None)
+
+                return Responder(ca, status_of)
+            return None
+
+        return respond(request_der, find, self._now())
 
     def crl(self, name: DeploymentName) -> x509.CertificateRevocationList:
         """The deployment CA's current CRL, made again when none is younger than half its

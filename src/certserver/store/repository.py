@@ -845,6 +845,43 @@ class Store:
             ).one_or_none()
         return None if row is None else (row.number, row.next_update, row.crl_der)
 
+    def signing_authorities(self) -> list[tuple[DeploymentName, str, bytes]]:
+        """Every CA certserver signs with or still answers for (active and retiring): its
+        deployment, fingerprint and certificate."""
+        with self.transaction() as connection:
+            rows = connection.execute(
+                sa.select(deployments.c.name, authorities.c.fingerprint, authorities.c.cert_der)
+                .join(deployments, deployments.c.id == authorities.c.deployment_id)
+                .where(authorities.c.status.in_([ACTIVE, Status.RETIRING]))
+                .order_by(authorities.c.id)
+            ).all()
+        return [(DeploymentName(r.name), r.fingerprint, r.cert_der) for r in rows]
+
+    def serial_status(
+        self, authority_fingerprint: str, serial: str
+    ) -> tuple[bool, dt.datetime | None, str | None]:
+        """Whether the CA issued ``serial``, and when and why it revoked it (if it did)."""
+        with self.transaction() as connection:
+            authority_id = connection.scalar(
+                sa.select(authorities.c.id).where(
+                    authorities.c.fingerprint == authority_fingerprint
+                )
+            )
+            known = connection.scalar(
+                sa.select(certificates.c.id).where(
+                    certificates.c.authority_id == authority_id,
+                    certificates.c.serial == serial,
+                )
+            )
+            revoked = connection.execute(
+                sa.select(revocations.c.revoked_at, revocations.c.reason).where(
+                    revocations.c.authority_id == authority_id, revocations.c.serial == serial
+                )
+            ).one_or_none()
+        if revoked is None:
+            return known is not None, None, None
+        return True, revoked.revoked_at, revoked.reason
+
     def issued_certificates(self, name: DeploymentName) -> list[CertificateRecord]:
         """Certificates signed for keys held elsewhere (sign-csr), not revoked."""
         with self.transaction() as connection:

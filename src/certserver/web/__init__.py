@@ -10,7 +10,7 @@ from fastapi.responses import PlainTextResponse, RedirectResponse
 from certserver.accounts import Role
 from certserver.config import Settings
 from certserver.service import CertServer
-from certserver.web import api, metrics, pages
+from certserver.web import api, metrics, pages, pki
 from certserver.web.auth import Caller, require
 from certserver.web.guard import Guard
 from certserver.web.problems import install_handlers
@@ -35,6 +35,7 @@ def create_app(settings: Settings, *, service: CertServer | None = None) -> Fast
     install_handlers(app)
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(pki.router)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
