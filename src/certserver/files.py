@@ -7,6 +7,7 @@ import errno
 import os
 import secrets
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 
 from certserver.errors import FileProblem, TargetExists
@@ -113,6 +114,22 @@ class StagedFile:
     def _discard(self) -> None:
         with contextlib.suppress(OSError):
             self.temp.unlink()
+
+
+def place_all(files: Mapping[Path, bytes], *, replace: bool) -> None:
+    """Place several files as :class:`StagedFile` does one: all of them, or none (what was
+    there before is put back when one fails)."""
+    staged: list[StagedFile] = []
+    try:
+        for path, data in files.items():
+            staged.append(StagedFile(path, data))
+            staged[-1].place(replace=replace)
+    except BaseException:
+        for item in reversed(staged):
+            item.undo()
+        raise
+    for item in staged:
+        item.finish()
 
 
 def read_regular_file(path: Path, limit: int, what: str) -> bytes:

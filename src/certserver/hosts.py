@@ -82,3 +82,14 @@ def merge_hosts(
                     f"too many hosts for {component}: at most {MAX_HOSTS} names per certificate"
                 )
     return {component: tuple(hosts) for component, hosts in merged.items()}
+
+
+def hosts_in(cert: x509.Certificate) -> tuple[Host, ...]:
+    """The DNS and IP names in a certificate's subjectAltName."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ()
+    names = [str(v) for v in san.get_values_for_type(x509.DNSName)]
+    names += [str(v) for v in san.get_values_for_type(x509.IPAddress)]
+    return tuple(Host.parse(name) for name in names)

@@ -11,7 +11,7 @@ from certserver.errors import (
     InvalidInput,
 )
 from certserver.federation import TrustBundle, issuer_key_ids
-from certserver.files import StagedFile, check_writable_dir
+from certserver.files import check_writable_dir, place_all
 from certserver.identity import Component, DeploymentName
 from certserver.records import (
     DeploymentView,
@@ -48,17 +48,7 @@ class LinkCases(UseCases):
         }
         for path in files:
             _check_target(out_dir, path.name, force=force)
-        staged: list[StagedFile] = []
-        try:
-            for path, data in files.items():
-                staged.append(StagedFile(path, data))
-                staged[-1].place(replace=force)
-        except BaseException:
-            for item in reversed(staged):
-                item.undo()
-            raise
-        for item in staged:
-            item.finish()
+        place_all(files, replace=force)
         return list(files)
 
     @_audited("link.add", _first)

@@ -15,17 +15,19 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from certserver import package
 from certserver.authority import CertificateAuthority
 from certserver.errors import InvalidInput
-from certserver.files import StagedFile, check_writable_dir
-from certserver.hosts import Host
+from certserver.files import check_writable_dir, place_all
+from certserver.hosts import Host, hosts_in
 from certserver.identity import Component, DeploymentName, Identity
 from certserver.keys import from_pkcs8_der, to_pkcs8_der
 from certserver.ocsp import Responder, SerialStatus, key_hash, respond
-from certserver.package import ComponentMaterial
+from certserver.package import ComponentMaterial, fingerprint
+from certserver.pem import certificates_pem
 from certserver.profiles import BACKDATE, COMPONENT_VALIDITY_DAYS, CaMode, Organization
 from certserver.records import (
     authority_of,
     authority_record,
     certificate_record,
+    chain_of,
     to_material,
     unseal_authority,
     unseal_components,
@@ -174,7 +176,7 @@ class RevocationCases(UseCases):
             )
             hosts = tuple(record.hosts.get(component, ()))
             if not hosts and old is not None:
-                hosts = _hosts_of(old.certificate)
+                hosts = hosts_in(old.certificate)
             hosts_used[component] = hosts
             days = record.validity_days or (
                 _lifetime(old.certificate) if old else COMPONENT_VALIDITY_DAYS
@@ -269,6 +271,19 @@ class RevocationCases(UseCases):
             )
         return Revocation(name, revoked_serial, reason, number)
 
+    def component_anchors(self) -> bytes:
+        """PEM of every trust anchor a component certificate may chain to (each ready
+        deployment's), for a server that lets components authenticate with them."""
+        store = self._open_store(create=False)
+        found: dict[str, x509.Certificate] = {}
+        for summary in store.list_deployments():
+            if summary.state is DeploymentState.PENDING:
+                continue
+            anchors, _ = chain_of(store.get_deployment(summary.name), store.location)
+            for cert in anchors:
+                found.setdefault(fingerprint(cert), cert)
+        return certificates_pem(list(found.values()))
+
     def ocsp_response(self, request_der: bytes) -> bytes:
         """The OCSP response (RFC 6960) for any of certserver's deployment CAs."""
         store, key = self._open(create=False)
@@ -331,17 +346,7 @@ class RevocationCases(UseCases):
         }
         for path in files:
             check_target(out_dir, path.name, force=force)
-        staged: list[StagedFile] = []
-        try:
-            for path, data in files.items():
-                staged.append(StagedFile(path, data))
-                staged[-1].place(replace=force)
-        except BaseException:
-            for item in reversed(staged):
-                item.undo()
-            raise
-        for item in staged:
-            item.finish()
+        place_all(files, replace=force)
         return list(files)
 
 
@@ -360,14 +365,3 @@ def _row(
 def _lifetime(cert: x509.Certificate) -> int:
     span = cert.not_valid_after_utc - cert.not_valid_before_utc - BACKDATE
     return max(span // dt.timedelta(days=1), 1)
-
-
-def _hosts_of(cert: x509.Certificate) -> tuple[Host, ...]:
-    """The DNS and IP names of a certificate (for records made before hosts were kept)."""
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return ()
-    names = [str(v) for v in san.get_values_for_type(x509.DNSName)]
-    names += [str(v) for v in san.get_values_for_type(x509.IPAddress)]
-    return tuple(Host.parse(n) for n in names)

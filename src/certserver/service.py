@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from certserver import package
 from certserver.account_cases import AccountCases
+from certserver.accounts import Forbidden
 from certserver.authority import CertificateAuthority
 from certserver.csr import (
     ComponentRequest,
@@ -25,6 +26,7 @@ from certserver.csr import (
 )
 from certserver.enterprise_cases import EnterpriseCases, ImportResult, Supplied
 from certserver.errors import (
+    CertserverError,
     DeploymentExists,
     FileProblem,
     InvalidInput,
@@ -41,6 +43,7 @@ from certserver.keys import (
 )
 from certserver.link_cases import LinkCases
 from certserver.masterkey import MasterKey
+from certserver.mtls import identity_of
 from certserver.opening import never_created
 from certserver.package import ComponentMaterial, DeploymentMaterial, fingerprint, serial_hex
 from certserver.pem import ParseError, certificates_pem, parse
@@ -70,6 +73,7 @@ from certserver.store import (
     DeploymentRecord,
     DeploymentState,
     DeploymentSummary,
+    Status,
 )
 from certserver.usecases import Clock
 from certserver.usecases import audited as _audited
@@ -177,6 +181,13 @@ class CertServer(EnterpriseCases, LinkCases, AccountCases, RevocationCases):
     def sign_csr(
         self, name: DeploymentName, component: Component, csr_data: bytes, source: str
     ) -> x509.Certificate:
+        """Sign a component's CSR made on its host (the key never travels), under policy
+        (see :meth:`sign_csr_unaudited`); audited."""
+        return self.sign_csr_unaudited(name, component, csr_data, source)
+
+    def sign_csr_unaudited(
+        self, name: DeploymentName, component: Component, csr_data: bytes, source: str
+    ) -> x509.Certificate:
         """Sign a component's CSR made on its host (the key never travels), under policy.
 
         The CA sets the identity (subject, URI SAN); requested names must be among the
@@ -230,6 +241,32 @@ class CertServer(EnterpriseCases, LinkCases, AccountCases, RevocationCases):
             ),
         )
         return cert
+
+    def renew_for_peer(self, peer: x509.Certificate, csr_data: bytes) -> x509.Certificate:
+        """Self-renewal: a component presents its current certificate (verified in the TLS
+        handshake) and a CSR for a new key; it gets a certificate with the same identity.
+        A certificate that is not current (revoked, renewed, unknown) or expired is
+        refused."""
+        try:
+            identity = identity_of(peer)
+        except CertserverError as exc:
+            raise Forbidden(f"the client certificate carries no identity: {exc.message}") from None
+        store = self._open_store(create=False)
+        found = store.certificate_by_fingerprint(fingerprint(peer))
+        if found is None or found[1] not in (Status.ACTIVE, Status.ISSUED):
+            state = "unknown here" if found is None else str(found[1])
+            raise Forbidden(f"{identity.spiffe_id}: this certificate is {state}, not current")
+        if store.get_deployment(found[0]).ccid != identity.ccid:
+            raise Forbidden(f"{identity.spiffe_id}: the identity does not match its deployment")
+        if peer.not_valid_after_utc <= self._now():
+            raise Forbidden(f"{identity.spiffe_id}: this certificate has expired")
+        return self._renew_for(found[0], identity, csr_data)
+
+    @_audited("certificate.self-renew", _first)
+    def _renew_for(
+        self, name: DeploymentName, identity: Identity, csr_data: bytes
+    ) -> x509.Certificate:
+        return self.sign_csr_unaudited(name, identity.component, csr_data, "the CSR")
 
     @_audited("package.download", _first)
     def package_bytes(self, name: DeploymentName) -> tuple[str, bytes]:

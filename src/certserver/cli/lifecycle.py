@@ -7,10 +7,12 @@ from pathlib import Path
 import click
 
 from certserver.accounts import parse_duration
-from certserver.cli import output
+from certserver.cli import output, restart
 from certserver.config import Settings
+from certserver.errors import InvalidInput
 from certserver.identity import Component, DeploymentName
 from certserver.revocation import Reason
+from certserver.selfrenew import renew_here
 from certserver.service import CertServer
 
 #: ``status`` exit code when a certificate expires within the window (1 means an error).
@@ -108,7 +110,7 @@ def crl_command(name: str, out_dir: Path, force: bool) -> None:
 
 
 @click.command("renew")
-@click.argument("name")
+@click.argument("name", required=False)
 @click.option(
     "--component",
     "components",
@@ -124,23 +126,73 @@ def crl_command(name: str, out_dir: Path, force: bool) -> None:
     help="Directory for the new <name>_certs.zip (default: current directory).",
 )
 @click.option("--force", is_flag=True, help="Replace an existing zip at the target.")
+@click.option("--server", metavar="URL", help="Self-renewal: the certserver service to ask.")
+@click.option(
+    "--component-dir",
+    type=click.Path(path_type=Path),
+    help="Self-renewal: the installed component folder (its certificate is the credential).",
+)
+@click.option(
+    "--server-ca", type=click.Path(path_type=Path), help="Self-renewal: trust for the service."
+)
+@click.option("--before", default="30d", show_default=True, help="Self-renewal: renew when due.")
+@click.option(
+    "--restart",
+    "restarts",
+    multiple=True,
+    metavar="CMD",
+    help="Self-renewal: run after renewing (repeatable; no shell).",
+)
+@click.pass_context
 def renew_command(
-    name: str, components: tuple[str, ...], rekey: bool, out_dir: Path, force: bool
+    ctx: click.Context,
+    name: str | None,
+    components: tuple[str, ...],
+    rekey: bool,
+    out_dir: Path,
+    force: bool,
+    server: str | None,
+    component_dir: Path | None,
+    server_ca: Path | None,
+    before: str,
+    restarts: tuple[str, ...],
 ) -> None:
     """Certificates again with the same identities (new serials), a higher package version,
-    and the new zip; `certserver install` takes it like any package."""
+    and the new zip; `certserver install` takes it like any package.
+
+    With --server and --component-dir (on a component's host, e.g. from a systemd timer):
+    when the installed certificate expires within --before, a new key is made there, the
+    service signs it over mutual TLS (the current certificate is the credential), the files
+    are replaced atomically and the --restart commands run. Exit 0 also when not yet due.
+    """
+    if server is not None or component_dir is not None:
+        if server is None or component_dir is None or name is not None:
+            raise InvalidInput("self-renewal takes --server URL and --component-dir DIR, no NAME")
+        planned = restart.commands(restarts)
+        done = renew_here(server, component_dir, before=parse_duration(before), server_ca=server_ca)
+        if not done.renewed:
+            click.echo(f"Not due: {done.days_left} days left (renews within {before})")
+            return
+        click.echo(f"Renewed {component_dir}: {done.days_left} days left")
+        restart.run(ctx, planned)
+        return
+    if name is None:
+        raise InvalidInput("name the deployment to renew (or use --server for self-renewal)")
     with _service() as service:
-        done = service.renew(
+        done_package = service.renew(
             DeploymentName(name),
             [Component.parse(c) for c in components],
             rekey=rekey,
             out_dir=out_dir,
             force=force,
         )
-    renewed = ", ".join(c.folder for c in done.components)
-    click.echo(f"Renewed {renewed} of {done.deployment} (package version {done.package_version})")
-    if done.written_to is not None:
-        click.echo(str(done.written_to.resolve()))
+    renewed = ", ".join(c.folder for c in done_package.components)
+    click.echo(
+        f"Renewed {renewed} of {done_package.deployment} "
+        f"(package version {done_package.package_version})"
+    )
+    if done_package.written_to is not None:
+        click.echo(str(done_package.written_to.resolve()))
 
 
 _ca_out = click.option(

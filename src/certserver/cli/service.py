@@ -88,7 +88,7 @@ def serve_command(
                     f"(SHA-256 {output.fingerprint(print_)})",
                     err=True,
                 )
-            make = tls_context(tls_cert, tls_key, client_ca)
+            make = tls_context(tls_cert, tls_key, client_ca, service.component_anchors())
             config = uvicorn_tls_config(
                 app, make, host=where.host, port=where.port, log_level="info", proxy_headers=False
             )

@@ -845,6 +845,18 @@ class Store:
             ).one_or_none()
         return None if row is None else (row.number, row.next_update, row.crl_der)
 
+    def certificate_by_fingerprint(
+        self, cert_fingerprint: str
+    ) -> tuple[DeploymentName, Status] | None:
+        """Whose certificate this is, and where it stands."""
+        with self.transaction() as connection:
+            row = connection.execute(
+                sa.select(deployments.c.name, certificates.c.status)
+                .join(deployments, deployments.c.id == certificates.c.deployment_id)
+                .where(certificates.c.fingerprint == cert_fingerprint)
+            ).one_or_none()
+        return None if row is None else (DeploymentName(row.name), Status(row.status))
+
     def signing_authorities(self) -> list[tuple[DeploymentName, str, bytes]]:
         """Every CA certserver signs with or still answers for (active and retiring): its
         deployment, fingerprint and certificate."""

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from certserver.accounts import Role
-from certserver.errors import FileProblem, InvalidInput
+from certserver.errors import CertserverError, FileProblem, InvalidInput
 from certserver.hosts import MAX_HOSTS, Host, merge_hosts
 from certserver.identity import Component, DeploymentName
 from certserver.keys import KeySpec
@@ -213,3 +213,31 @@ def audit(
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> Any:
     return {"items": plain(caller.service.audit_entries(limit=limit, offset=offset))}
+
+
+@router.post(
+    "/self/renew",
+    summary="Self-renewal: a component's current certificate (over mutual TLS) and a CSR",
+    responses={200: {"content": {"application/x-pem-file": {}}}},
+)
+async def self_renew(
+    request: Request, csr: Annotated[UploadFile, File(description="CSR for the new key")]
+) -> Response:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from certserver.accounts import Unauthenticated
+    from certserver.audit import Actor
+    from certserver.mtls import identity_of
+    from certserver.web.auth import client_address, client_certificate
+
+    peer = client_certificate(request)
+    if peer is None:
+        raise Unauthenticated("self-renewal needs the component's certificate (mutual TLS)")
+    try:
+        who = identity_of(peer).spiffe_id
+    except CertserverError:
+        who = "unknown component"
+    acting = service_of(request).for_actor(Actor(f"component:{who}", client_address(request)))
+    supplied = await _upload(csr, "a CSR")
+    cert = acting.renew_for_peer(peer, supplied.data)
+    return Response(cert.public_bytes(Encoding.PEM), media_type="application/x-pem-file")

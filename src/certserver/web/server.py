@@ -79,10 +79,11 @@ def _san_names(cert: x509.Certificate) -> list[str]:
 
 
 def tls_context(
-    cert_file: Path, key_file: Path, client_ca: Path | None
+    cert_file: Path, key_file: Path, client_ca: Path | None, component_anchors: bytes = b""
 ) -> Callable[[], ssl.SSLContext]:
-    """HTTPS, TLS 1.2+; with ``client_ca``, client certificates it issued are asked for
-    (not required: tokens work too) and verified."""
+    """HTTPS, TLS 1.2+. Client certificates are asked for (not required: tokens work too)
+    and verified: those ``client_ca`` issued (credentials), and components' certificates
+    under ``component_anchors`` (PEM; for self-renewal)."""
 
     def make() -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -98,6 +99,9 @@ def tls_context(
                 context.load_verify_locations(cafile=str(client_ca))
             except (OSError, ssl.SSLError):
                 raise FileProblem(client_ca, "cannot load it as client CA certificates") from None
+            context.verify_mode = ssl.CERT_OPTIONAL
+        if component_anchors.strip():
+            context.load_verify_locations(cadata=component_anchors.decode("ascii"))
             context.verify_mode = ssl.CERT_OPTIONAL
         return context
 

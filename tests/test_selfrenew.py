@@ -1,0 +1,78 @@
+"""Self-renewal on a component host against a running service, over mutual TLS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography import x509
+
+from certserver.mtls import identity_of
+
+from .conftest import Cli, certserver_script, env_for, extract, run_process
+from .test_serve import serving
+
+
+def _cert(folder: Path, name: str) -> x509.Certificate:
+    return x509.load_pem_x509_certificate((folder / name).read_bytes())
+
+
+def test_a_component_renews_itself_and_a_revoked_one_is_refused(
+    run: Cli, home: Path, out_dir: Path, tmp_path: Path
+) -> None:
+    made = run(
+        "deployment",
+        "create",
+        "selfish",
+        "--host",
+        "all=localhost,127.0.0.1",
+        "--out",
+        str(out_dir),
+    )
+    assert made.exit_code == 0, made.output
+    x = extract(out_dir / "selfish_certs.zip", tmp_path / "x")
+    assert run("revoke", "selfish", "--component", "gua").exit_code == 0
+    host_env = env_for(tmp_path / "host-home")  # the component host has no store of its own
+    with serving(home) as (port, _process):
+        url = f"https://127.0.0.1:{port}"
+        pin = str(home / "serve" / "server.crt")
+        cco = x / "cco"
+        old_cert, old_key = _cert(cco, "gateway.crt"), (cco / "gateway.key").read_bytes()
+
+        def renew(folder: Path, *extra: str) -> object:
+            return run_process(
+                certserver_script(), "renew", "--server", url, "--component-dir", str(folder),
+                "--server-ca", pin, *extra, env=host_env, timeout=60,
+            )  # fmt: skip
+
+        not_due = renew(cco)
+        assert not_due.returncode == 0 and "Not due" in not_due.stdout
+        assert _cert(cco, "gateway.crt") == old_cert
+        marker = tmp_path / "restarted"
+        done = renew(cco, "--before", "800d", "--restart", f"touch {marker}")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "Renewed" in done.stdout and marker.exists()
+        new_cert = _cert(cco, "gateway.crt")
+        assert identity_of(new_cert) == identity_of(old_cert)
+        assert new_cert.serial_number != old_cert.serial_number
+        assert (cco / "gateway.key").read_bytes() != old_key
+        assert (cco / "gateway.key").stat().st_mode & 0o777 == 0o600
+        assert (
+            new_cert.public_key()
+            == x509.load_pem_x509_certificate((cco / "gateway.crt").read_bytes()).public_key()
+        )
+        again = renew(cco, "--before", "800d")  # the renewed certificate is a credential too
+        assert again.returncode == 0, again.stdout + again.stderr
+        refused = renew(x / "gua", "--before", "800d")
+        assert refused.returncode == 1
+        assert "renewal refused (403)" in refused.stderr and "revoked" in refused.stderr
+        unpinned = run_process(
+            certserver_script(), "renew", "--server", url, "--component-dir", str(x / "mon"),
+            "--before", "800d", env=host_env, timeout=60,
+        )  # fmt: skip
+        assert unpinned.returncode == 1 and "cannot reach the service" in unpinned.stderr
+    audit = run("audit").output
+    assert "certificate.self-renew" in audit and "component:spiffe://" in audit
+    openssl_ok = run_process(
+        "openssl", "verify", "-CAfile", str(x / "cco" / "ca.crt"), str(cco / "gateway.crt")
+    )
+    assert openssl_ok.returncode == 0
