@@ -70,3 +70,42 @@ def test_good_revoked_and_unknown_with_the_nonce(
     )
     assert crl.headers["content-type"] == "application/pkix-crl"
     assert len(x509.load_der_x509_crl(crl.content)) == 1
+
+
+def test_with_a_base_url_new_certificates_name_the_crl_and_ocsp(tmp_path: Path) -> None:
+    from .conftest import certserver_script, env_for
+
+    home = tmp_path / "home"
+    env = {**env_for(home), "CERTSERVER_BASE_URL": "https://certs.example.com:8443/"}
+    done = run_process(
+        certserver_script(), "deployment", "create", "named", "--out", str(tmp_path), env=env
+    )
+    assert done.returncode == 0, done.stderr
+    x = extract(tmp_path / "named_certs.zip", tmp_path / "x")
+    cert = x509.load_pem_x509_certificate((x / "cco" / "gateway.crt").read_bytes())
+    points = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert [n.value for n in points[0].full_name] == [
+        "https://certs.example.com:8443/crl/named.crl"
+    ]
+    access = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    assert [a.access_location.value for a in access] == ["https://certs.example.com:8443/ocsp"]
+    plain = run_process(
+        certserver_script(),
+        "deployment",
+        "create",
+        "unnamed",
+        "--out",
+        str(tmp_path),
+        env=env_for(home),
+    )
+    assert plain.returncode == 0
+    y = extract(tmp_path / "unnamed_certs.zip", tmp_path / "y")
+    other = x509.load_pem_x509_certificate((y / "cco" / "gateway.crt").read_bytes())
+    assert not any(isinstance(e.value, x509.CRLDistributionPoints) for e in other.extensions)
+    bad = run_process(
+        certserver_script(),
+        "deployment",
+        "list",
+        env={**env_for(home), "CERTSERVER_BASE_URL": "ftp://x"},
+    )
+    assert bad.returncode == 1 and "CERTSERVER_BASE_URL" in bad.stderr

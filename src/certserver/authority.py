@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
+from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from certserver.errors import InvalidInput
 from certserver.hosts import Host
@@ -23,12 +24,41 @@ from certserver.profiles import (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class PublicUrls:
+    """Where relying parties find a CA's revocation data (named in what it issues)."""
+
+    crl: str
+    ocsp: str
+
+    @classmethod
+    def of(cls, base_url: str, name: DeploymentName) -> PublicUrls:
+        return cls(f"{base_url}/crl/{name}.crl", f"{base_url}/ocsp")
+
+    def extensions(self) -> list[tuple[x509.ExtensionType, bool]]:
+        point = x509.DistributionPoint(
+            full_name=[x509.UniformResourceIdentifier(self.crl)],
+            relative_name=None,
+            reasons=None,
+            crl_issuer=None,
+        )
+        access = x509.AccessDescription(
+            AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(self.ocsp)
+        )
+        return [
+            (x509.CRLDistributionPoints([point]), False),
+            (x509.AuthorityInformationAccess([access]), False),
+        ]
+
+
 @dataclass(frozen=True)
 class CertificateAuthority:
     """A CA key and certificate. Issues leaves that carry a deployment identity."""
 
     key: PrivateKey
     certificate: x509.Certificate
+    #: When set, issued certificates name these (CRL distribution point, OCSP).
+    urls: PublicUrls | None = None
     spec: KeySpec = field(init=False)
     _aki: x509.AuthorityKeyIdentifier = field(init=False, repr=False)
 
@@ -86,6 +116,8 @@ class CertificateAuthority:
         for extension, critical in component_extensions(identity, hosts, spec, public_key):
             builder = builder.add_extension(extension, critical)
         builder = builder.add_extension(self._aki, False)
+        for extension, critical in self.urls.extensions() if self.urls else ():
+            builder = builder.add_extension(extension, critical)
         return builder.sign(self.key, self.spec.signature_hash())
 
 

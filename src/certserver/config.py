@@ -24,6 +24,9 @@ class Settings:
     #: then, certserver may create it).
     master_key_is_default: bool
     busy_timeout: float = 5.0
+    #: Where the service is reached (``CERTSERVER_BASE_URL``): new certificates then name
+    #: its CRL and OCSP URLs.
+    base_url: str | None = None
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -49,7 +52,10 @@ class Settings:
                 f"CERTSERVER_BUSY_TIMEOUT={timeout_text!r}: expected seconds from 0 to "
                 f"{_MAX_TIMEOUT}"
             )
-        return cls(home, database_url, master_key, not named_key, timeout)
+        base_url = (env.get("CERTSERVER_BASE_URL") or "").strip().rstrip("/") or None
+        if base_url is not None and not base_url.startswith(("http://", "https://")):
+            raise InvalidInput(f"CERTSERVER_BASE_URL={base_url!r}: expected an http(s) URL")
+        return cls(home, database_url, master_key, not named_key, timeout, base_url)
 
 
 def default_database_url(home: Path) -> str:

@@ -127,7 +127,9 @@ class EnterpriseCases(UseCases):
         )
         if check.problems:
             raise ImportRefused(signed.source, check.problems)
-        ca = CertificateAuthority(unseal_pending(pending, record.ccid, key), ca_cert)
+        ca = self._publishing(
+            CertificateAuthority(unseal_pending(pending, record.ccid, key), ca_cert), name
+        )
         components = self._issue_all(ca, record, now, check.component_days)
         under_ca = Chain(trust.anchors, (ca_cert, *trust.intermediates))
         # every component certificate has the same chain: one check says it for all

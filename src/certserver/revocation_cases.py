@@ -144,7 +144,7 @@ class RevocationCases(UseCases):
         ``components`` (default: all), a higher package version, and the new package."""
         store, key = self._open(create=False)
         record = store.get_deployment(name)
-        ca = authority_of(record, key, store.location)
+        ca = self._publishing(authority_of(record, key, store.location), name)
         wanted = list(dict.fromkeys(components)) or [c.component for c in record.certificates]
         target = None
         if out_dir is not None:

@@ -206,7 +206,7 @@ class CertServer(EnterpriseCases, LinkCases, AccountCases, RevocationCases):
         problems, hosts = csr_violations(csr, component, allowed)
         if problems:
             raise PolicyRefused(source, problems)
-        ca = authority_of(record, key, store.location)
+        ca = self._publishing(authority_of(record, key, store.location), name)
         now = self.clock().astimezone(dt.UTC).replace(microsecond=0)
         days_left = (ca.certificate.not_valid_after_utc - now).days
         if days_left < 1:
@@ -341,7 +341,10 @@ class CertServer(EnterpriseCases, LinkCases, AccountCases, RevocationCases):
         now = self._now()
         ccid = Ccid.generate()
         spec = request.key_spec
-        ca = CertificateAuthority.create(request.name, ccid, request.organization, spec, now)
+        ca = self._publishing(
+            CertificateAuthority.create(request.name, ccid, request.organization, spec, now),
+            request.name,
+        )
         hosts = request.hosts or {}
         components = []
         for component in Component:

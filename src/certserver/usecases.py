@@ -4,6 +4,7 @@ log names, one audit entry per call (:func:`audited`), rows and files committed 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import functools
 import os
@@ -17,6 +18,7 @@ from typing import Concatenate, ParamSpec, Self, TypeVar
 from sqlalchemy import Connection
 
 from certserver.audit import OK, Actor, AuditEntry
+from certserver.authority import CertificateAuthority, PublicUrls
 from certserver.clock import utc_now
 from certserver.config import Settings
 from certserver.errors import (
@@ -26,6 +28,7 @@ from certserver.errors import (
     TargetExists,
 )
 from certserver.files import StagedFile, check_writable_dir
+from certserver.identity import DeploymentName
 from certserver.masterkey import MasterKey
 from certserver.opening import master_key_for, open_store
 from certserver.store import (
@@ -175,6 +178,13 @@ class UseCases:
             if opened.key is None:
                 opened.key = master_key_for(self.settings, store, create=create)
             return store, opened.key
+
+    def _publishing(self, ca: CertificateAuthority, name: DeploymentName) -> CertificateAuthority:
+        """``ca``, naming the service's CRL and OCSP URLs in what it issues when a base URL
+        is configured."""
+        if self.settings.base_url is None:
+            return ca
+        return dataclasses.replace(ca, urls=PublicUrls.of(self.settings.base_url, name))
 
     def _audit(self, action: str, target: str, result: str, detail: str) -> None:
         store = self._opened.store
