@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import datetime as dt
 import functools
@@ -185,30 +186,49 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
+@dataclass
+class _Call:
+    """The audited use case in progress (in this thread or task), and whether its ``ok``
+    entry was already committed together with its change."""
+
+    action: str
+    target: str
+    written: bool = False
+
+
+_CALL: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("certserver_call")
+
+
 def _audited(
     action: str, target: Callable[..., str]
 ) -> Callable[
     [Callable[Concatenate[CertServer, _P], _R]], Callable[Concatenate[CertServer, _P], _R]
 ]:
     """Write one audit entry per call of the use case: its actor, action, target, and how it
-    ended (``ok`` or the error's code)."""
+    ended (``ok`` or the error's code). A use case whose change is one transaction writes
+    the ``ok`` entry in it (:meth:`CertServer._ok_entry`); else it is written after."""
 
     def wrap(
         method: Callable[Concatenate[CertServer, _P], _R],
     ) -> Callable[Concatenate[CertServer, _P], _R]:
         def audited(self: CertServer, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
             about = target(*args, **kwargs)
+            call = _Call(action, about)
+            token = _CALL.set(call)
             try:
                 result = method(self, *args, **kwargs)
             except CertserverError as exc:
-                if self.actor.records_refusals:
+                if self.actor.records_refusals and not call.written:
                     self._audit(action, about, exc.code, exc.message)
                 raise
             except BaseException:
-                if self.actor.records_refusals:
+                if self.actor.records_refusals and not call.written:
                     self._audit(action, about, "error", "")
                 raise
-            self._audit(action, about, OK, "")
+            finally:
+                _CALL.reset(token)
+            if not call.written:
+                self._audit(action, about, OK, "")
             return result
 
         functools.update_wrapper(audited, method)
@@ -473,7 +493,7 @@ class CertServer:
             raise FileProblem(source, f"holds {found.describe()}, expected one CSR")
         csr = found.csrs[0]
         store, key = self._open(create=False)
-        record = store.get_deployment(name)
+        record = store.signing_record(name, component)
         allowed = next((c.hosts for c in record.certificates if c.component is component), ())
         problems, hosts = csr_violations(csr, component, allowed)
         if problems:
@@ -511,7 +531,9 @@ class CertServer:
                 not_before=cert.not_valid_before_utc,
                 not_after=cert.not_valid_after_utc,
             ),
+            audit=self._ok_entry(),
         )
+        self._ok_written()
         return cert
 
     @_audited("package.download", _first)
@@ -757,6 +779,9 @@ class CertServer:
         try:
             with store.transaction() as connection:
                 write(connection)  # waits here if the store is busy
+                entry = self._ok_entry()
+                if entry is not None:  # committed with the change, or not at all
+                    store.add_audit(entry, connection)
                 if target is not None and data is not None:
                     staged = StagedFile(target, data)
                     staged.place(replace=replace)
@@ -764,6 +789,7 @@ class CertServer:
             if staged is not None:
                 staged.undo()
             raise
+        self._ok_written()
         if staged is not None:
             staged.finish()
 
@@ -838,13 +864,31 @@ class CertServer:
                 opened.key = master_key_for(self.settings, store, create=create)
             return store, opened.key
 
+    def _ok_entry(self) -> AuditEntry | None:
+        """The ``ok`` entry of the audited call in progress, to write on the transaction of
+        its change (one commit for both; a change is never without its entry). None when
+        no audited call is in progress or its entry is written."""
+        call = _CALL.get(None)
+        if call is None or call.written:
+            return None
+        return self._entry(call.action, call.target, OK, "")
+
+    def _ok_written(self) -> None:
+        """The change and its ``ok`` entry (from :meth:`_ok_entry`) are committed."""
+        call = _CALL.get(None)
+        if call is not None:
+            call.written = True
+
+    def _entry(self, action: str, target: str, result: str, detail: str) -> AuditEntry:
+        return AuditEntry(
+            self._now(), self.actor.name, action, target, self.actor.source, result, detail
+        )
+
     def _audit(self, action: str, target: str, result: str, detail: str) -> None:
         store = self._opened.store
         if store is None:  # the store could not be opened: nothing to write to
             return
-        entry = AuditEntry(
-            self._now(), self.actor.name, action, target, self.actor.source, result, detail
-        )
+        entry = self._entry(action, target, result, detail)
         try:
             store.add_audit(entry)
         except StoreError:
