@@ -30,8 +30,8 @@ Nothing is asserted about speed: the script prints a table and exits 0.
 
 Run it from the project root::
 
-    .venv/bin/python bench/bench_api.py            # full run, about a minute
-    .venv/bin/python bench/bench_api.py --quick    # a few seconds
+    .venv/bin/python bench/bench_api.py            # full run, one to two minutes
+    .venv/bin/python bench/bench_api.py --quick    # about 7 s (a smoke run)
     .venv/bin/python bench/bench_api.py --key-type rsa-2048
 
 ``--postgres-url`` (default ``$CERTSERVER_TEST_POSTGRES_URL``, else the local
