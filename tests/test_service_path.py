@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -205,3 +206,35 @@ def test_writers_of_one_process_queue_and_time_out_as_the_busy_timeout_says(
         release.set()
         holder.join(10)
         quick.close()
+
+
+def test_a_key_unsealed_from_the_store_skips_the_rsa_check_and_others_do_not(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenSSL's RSA consistency check costs ~50 ms per RSA-2048 signature; a key the
+    master key unsealed is one certserver generated (AES-GCM vouches), so it is skipped
+    there, and only there."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from certserver import keys
+    from certserver.identity import Component
+    from certserver.keys import KeySpec, from_pkcs8_der, to_pkcs8_der
+
+    from .conftest import create
+
+    seen: list[bool] = []
+    real = serialization.load_der_private_key
+
+    def recording(data: bytes, password: bytes | None, **kwargs: bool) -> object:
+        seen.append(kwargs.get("unsafe_skip_rsa_key_validation", False))
+        return real(data, password, **kwargs)
+
+    create(settings, "rsa", tmp_path, spec=KeySpec.RSA_2048)
+    monkeypatch.setattr(keys.serialization, "load_der_private_key", recording)
+    with CertServer(settings) as service:
+        cert = service.sign_csr(DeploymentName("rsa"), Component.CCO, csr_pem("localhost"), "x")
+    assert cert.signature_hash_algorithm is not None
+    assert seen == [True]
+    from_pkcs8_der(to_pkcs8_der(rsa.generate_private_key(public_exponent=65537, key_size=2048)))
+    assert seen == [True, False]
