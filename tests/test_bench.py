@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .conftest import run_process
+from .conftest import POSTGRES_URL, need_tool, run_process
 
 BENCH = Path(__file__).parent.parent / "bench" / "bench_issuance.py"
 
@@ -25,3 +25,19 @@ def test_the_crl_benchmark_runs() -> None:
     done = run_process(sys.executable, str(bench), "--quick", timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "certserver build_crl" in done.stdout and "revoke to new CRL" in done.stdout
+
+
+API_BENCH = Path(__file__).parent.parent / "bench" / "bench_api.py"
+
+
+def test_the_api_benchmark_runs_against_cfssl_serve() -> None:
+    """A few signatures each from cfssl serve and certserver serve (about 7 s); each
+    server's first certificate is checked to carry the CSR's key. No timing asserted."""
+    need_tool("cfssl")
+    need_tool("taskset")
+    where = ["--postgres-url", POSTGRES_URL] if POSTGRES_URL else ["--no-postgres"]
+    done = run_process(sys.executable, str(API_BENCH), "--quick", *where, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "cfssl " in done.stdout and "certserver-sqlite " in done.stdout
+    if POSTGRES_URL:
+        assert "certserver-postgresql " in done.stdout

@@ -195,6 +195,24 @@ def test_a_store_of_an_older_schema_is_migrated_on_open(settings: Settings, tmp_
     engine = _engine(settings)
     with engine.connect() as connection:
         context = MigrationContext.configure(connection)
-        assert context.get_current_revision() == migrate.SCHEMA_HEAD == "0006"
+        assert context.get_current_revision() == migrate.SCHEMA_HEAD == "0007"
         assert compare_metadata(context, metadata) == []
     engine.dispose()
+
+
+def test_reading_a_deployment_uses_an_index_not_a_scan_of_every_certificate(
+    settings: Settings, out_dir: Path
+) -> None:
+    create(settings, "indexed", out_dir)
+    engine = _engine(settings)
+    query = "SELECT id FROM certificates WHERE deployment_id = 1 AND status = 'active'"
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            plan = " ".join(
+                str(row[-1]) for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}")
+            )
+        else:
+            connection.exec_driver_sql("SET enable_seqscan = off")
+            plan = " ".join(str(row[0]) for row in connection.exec_driver_sql(f"EXPLAIN {query}"))
+    engine.dispose()
+    assert "ix_certificates_deployment_id_status" in plan, plan

@@ -136,8 +136,14 @@ def pem_from_pkcs8_der(der: bytes) -> bytes:
     return f"-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n".encode("ascii")
 
 
-def from_pkcs8_der(der: bytes) -> PrivateKey:
-    key = serialization.load_der_private_key(der, password=None)
+def from_pkcs8_der(der: bytes, *, unsealed: bool = False) -> PrivateKey:
+    """The key in PKCS#8 DER. ``unsealed``: the bytes were just unsealed from the store, so
+    AES-GCM under the master key vouches that they are a key certserver generated itself;
+    OpenSSL's RSA consistency check (about 50 ms for RSA-2048, on every signature) is then
+    skipped. Keys from anywhere else are always checked."""
+    key = serialization.load_der_private_key(
+        der, password=None, unsafe_skip_rsa_key_validation=unsealed
+    )
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         raise InvalidInput(f"unsupported private key type {describe(key)}")
     return key

@@ -175,7 +175,7 @@ def pending_context(component: Component | None, ccid: Ccid, public_key_sha256: 
 
 def unseal_pending(item: PendingKeyRecord, ccid: Ccid, key: MasterKey) -> PrivateKey:
     context = pending_context(item.component, ccid, item.public_key_sha256)
-    return from_pkcs8_der(key.unseal(item.key_sealed, context))
+    return from_pkcs8_der(key.unseal(item.key_sealed, context), unsealed=True)
 
 
 def authority_record(
@@ -422,5 +422,5 @@ def unseal_authority(
             f"{location}: store is corrupt (deployment {record.name}: its CA does not parse)"
         ) from None
     context = seal_context("ca", record.ccid, fingerprint(cert))
-    ca_key = from_pkcs8_der(key.unseal(authority.key_sealed, context))
+    ca_key = from_pkcs8_der(key.unseal(authority.key_sealed, context), unsealed=True)
     return CertificateAuthority(ca_key, cert)

@@ -20,6 +20,7 @@ from certserver.hosts import Host, hosts_in
 from certserver.identity import Component, DeploymentName, Identity
 from certserver.keys import from_pkcs8_der, to_pkcs8_der
 from certserver.ocsp import Responder, SerialStatus, key_hash, respond
+from certserver.opening import never_created
 from certserver.package import ComponentMaterial, fingerprint
 from certserver.pem import certificates_pem
 from certserver.profiles import BACKDATE, COMPONENT_VALIDITY_DAYS, CaMode, Organization
@@ -274,6 +275,8 @@ class RevocationCases(UseCases):
     def component_anchors(self) -> bytes:
         """PEM of every trust anchor a component certificate may chain to (each ready
         deployment's), for a server that lets components authenticate with them."""
+        if never_created(self.settings):
+            return b""
         store = self._open_store(create=False)
         found: dict[str, x509.Certificate] = {}
         for summary in store.list_deployments():

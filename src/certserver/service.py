@@ -201,7 +201,7 @@ class CertServer(EnterpriseCases, LinkCases, AccountCases, RevocationCases):
             raise FileProblem(source, f"holds {found.describe()}, expected one CSR")
         csr = found.csrs[0]
         store, key = self._open(create=False)
-        record = store.get_deployment(name)
+        record = store.signing_record(name, component)
         allowed = next((c.hosts for c in record.certificates if c.component is component), ())
         problems, hosts = csr_violations(csr, component, allowed)
         if problems:
@@ -239,7 +239,9 @@ class CertServer(EnterpriseCases, LinkCases, AccountCases, RevocationCases):
                 not_before=cert.not_valid_before_utc,
                 not_after=cert.not_valid_after_utc,
             ),
+            audit=self._ok_entry(),
         )
+        self._ok_written()
         return cert
 
     def renew_for_peer(self, peer: x509.Certificate, csr_data: bytes) -> x509.Certificate:

@@ -3,6 +3,7 @@ log names, one audit entry per call (:func:`audited`), rows and files committed 
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import dataclasses
 import datetime as dt
@@ -42,28 +43,47 @@ _R = TypeVar("_R")
 _S = TypeVar("_S", bound="UseCases")
 
 
+@dataclass
+class _Call:
+    """The audited use case in progress (in this thread or task), and whether its ``ok``
+    entry was already committed together with its change."""
+
+    action: str
+    target: str
+    written: bool = False
+
+
+_CALL: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("certserver_call")
+
+
 def audited(
     action: str, target: Callable[..., str]
 ) -> Callable[[Callable[Concatenate[_S, _P], _R]], Callable[Concatenate[_S, _P], _R]]:
     """Write one audit entry per call of the use case: its actor, action, target, and how it
-    ended (``ok`` or the error's code)."""
+    ended (``ok`` or the error's code). A use case whose change is one transaction writes
+    the ``ok`` entry in it (:meth:`UseCases._ok_entry`); else it is written after."""
 
     def wrap(
         method: Callable[Concatenate[_S, _P], _R],
     ) -> Callable[Concatenate[_S, _P], _R]:
         def audited(self: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
             about = target(*args, **kwargs)
+            call = _Call(action, about)
+            token = _CALL.set(call)
             try:
                 result = method(self, *args, **kwargs)
             except CertserverError as exc:
-                if self.actor.records_refusals:
+                if self.actor.records_refusals and not call.written:
                     self._audit(action, about, exc.code, exc.message)
                 raise
             except BaseException:
-                if self.actor.records_refusals:
+                if self.actor.records_refusals and not call.written:
                     self._audit(action, about, "error", "")
                 raise
-            self._audit(action, about, OK, "")
+            finally:
+                _CALL.reset(token)
+            if not call.written:
+                self._audit(action, about, OK, "")
             return result
 
         functools.update_wrapper(audited, method)
@@ -149,6 +169,9 @@ class UseCases:
         try:
             with store.transaction() as connection:
                 write(connection)  # waits here if the store is busy
+                entry = self._ok_entry()
+                if entry is not None:  # committed with the change, or not at all
+                    store.add_audit(entry, connection)
                 if target is not None and data is not None:
                     staged = StagedFile(target, data)
                     staged.place(replace=replace)
@@ -156,6 +179,7 @@ class UseCases:
             if staged is not None:
                 staged.undo()
             raise
+        self._ok_written()
         if staged is not None:
             staged.finish()
 
@@ -185,6 +209,25 @@ class UseCases:
         if self.settings.base_url is None:
             return ca
         return dataclasses.replace(ca, urls=PublicUrls.of(self.settings.base_url, name))
+
+    def _ok_entry(self) -> AuditEntry | None:
+        """The ``ok`` entry of the audited call in progress, to write on the transaction of
+        its change (one commit for both; a change is never without its entry). None when
+        no audited call is in progress or its entry is written."""
+        call = _CALL.get(None)
+        if call is None or call.written:
+            return None
+        return AuditEntry(
+            self._now(), self.actor.name, call.action, call.target, self.actor.source, OK, ""
+        )
+
+    def _ok_written(self) -> None:
+        """The change and its ``ok`` entry (from :meth:`_ok_entry`) are committed."""
+        call = _CALL.get(None)
+        if call is not None and not call.written:
+            call.written = True
+            if self.on_audit is not None:
+                self.on_audit()
 
     def _audit(self, action: str, target: str, result: str, detail: str) -> None:
         store = self._opened.store

@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import enum
 import json
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,7 @@ _CA_ROLE = "ca"
 _BACKENDS = ("sqlite", "postgresql")
 _LOCK = 0x63657274  # pg advisory lock id for schema changes ("cert")
 _MASTER_KEY_ID = "master_key_id"
+_READ_ONLY = "certserver_read_only"  # execution option: see Store.reading
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,9 +193,14 @@ class DeploymentSummary:
 class Store:
     """Deployments, authorities and certificates in SQLite or PostgreSQL."""
 
-    def __init__(self, engine: Engine, location: str) -> None:
+    def __init__(
+        self, engine: Engine, location: str, *, busy_timeout: float = 5.0, sqlite: bool = False
+    ) -> None:
         self.engine = engine
         self.location = location
+        self.busy_timeout = busy_timeout
+        #: SQLite: this process's writers queue here (see :meth:`_one_writer`)
+        self._writers = threading.RLock() if sqlite else None
 
     @classmethod
     def open(cls, url: str, *, create: bool, busy_timeout: float = 5.0) -> Store:
@@ -216,7 +223,7 @@ class Store:
                 engine = sa.create_engine(parsed, connect_args={"connect_timeout": 10})
             except (ArgumentError, NoSuchModuleError, ImportError, ValueError):
                 raise StoreError(f"{location}: unsupported database driver or URL") from None
-        store = cls(engine, location)
+        store = cls(engine, location, busy_timeout=busy_timeout, sqlite=backend == "sqlite")
         with store._errors(), engine.begin() as connection:
             if create and backend == "postgresql":
                 # one migrator at a time; SQLite's BEGIN IMMEDIATE already serialises writers
@@ -246,11 +253,38 @@ class Store:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Connection]:
-        with self._errors(), self.engine.begin() as connection:
+        with self._one_writer(), self._errors(), self.engine.begin() as connection:
             yield connection
 
+    @contextlib.contextmanager
+    def _one_writer(self) -> Iterator[None]:
+        """On SQLite, one write transaction at a time in this process, the others waiting
+        on a lock that wakes them as soon as it is free. (Left to SQLite, threads that find
+        the store locked sleep in its busy handler, up to 100 ms between tries, while the
+        lock is held for about a millisecond.) Other processes still meet the busy timeout.
+        """
+        if self._writers is None:
+            yield
+            return
+        if not self._writers.acquire(timeout=self.busy_timeout):
+            raise StoreLocked(f"{self.location}: store is locked by another writer")
+        try:
+            yield
+        finally:
+            self._writers.release()
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A transaction that only reads. On SQLite it begins DEFERRED, so (in WAL mode) it
+        neither waits for a writer nor holds one up; every other transaction takes the
+        write lock at its start (see :func:`_sqlite_begin`)."""
+        with self._errors(), self.engine.connect() as connection:
+            connection.execution_options(**{_READ_ONLY: True})
+            with connection.begin():
+                yield connection
+
     def master_key_id(self) -> str | None:
-        with self.transaction() as connection:
+        with self.reading() as connection:
             return connection.scalar(
                 sa.select(store_meta.c.value).where(store_meta.c.key == _MASTER_KEY_ID)
             )
@@ -275,7 +309,7 @@ class Store:
             return recorded
 
     def deployment_exists(self, name: DeploymentName) -> bool:
-        with self.transaction() as connection:
+        with self.reading() as connection:
             found = connection.scalar(
                 sa.select(deployments.c.id).where(deployments.c.name == name.value)
             )
@@ -426,31 +460,50 @@ class Store:
             reason = exc.message if isinstance(exc, CertserverError) else type(exc).__name__
             raise StoreCorrupt(f"{self.location}: store is corrupt ({what}: {reason})") from None
 
-    def add_issued(self, name: DeploymentName, record: CertificateRecord) -> None:
-        """Record a certificate the deployment's CA signed for a key it never saw."""
+    def add_issued(
+        self, name: DeploymentName, record: CertificateRecord, audit: AuditEntry | None = None
+    ) -> None:
+        """Record a certificate the deployment's CA signed for a key it never saw (and
+        ``audit``, the entry that says so, in the same transaction)."""
         with self.transaction() as connection:
             row = connection.execute(
-                sa.select(deployments.c.id).where(deployments.c.name == name.value)
+                sa.select(deployments.c.id, authorities.c.id.label("authority_id"))
+                .select_from(deployments)
+                .outerjoin(
+                    authorities,
+                    sa.and_(
+                        authorities.c.deployment_id == deployments.c.id,
+                        authorities.c.status == ACTIVE,
+                    ),
+                )
+                .where(deployments.c.name == name.value)
             ).one_or_none()
             if row is None:
                 raise DeploymentNotFound(f"no deployment named {name}")
-            authority_id = connection.scalar(
-                sa.select(authorities.c.id).where(
-                    authorities.c.deployment_id == row.id, authorities.c.status == ACTIVE
-                )
-            )
-            if authority_id is None:
+            if row.authority_id is None:
                 raise InvalidInput(f"deployment {name} has no CA of certserver's to sign with")
-            values = _certificate_row(row.id, authority_id, record)
+            values = _certificate_row(row.id, row.authority_id, record)
             values.update(key_sealed=None, status=Status.ISSUED)  # the key is not ours to keep
             connection.execute(sa.insert(certificates).values(**values))
+            if audit is not None:
+                self.add_audit(audit, connection)
 
     def get_deployment(self, name: DeploymentName) -> DeploymentRecord:
         with self._decoding(f"deployment {name}"):
             return self._get_deployment(name)
 
-    def _get_deployment(self, name: DeploymentName) -> DeploymentRecord:
-        with self.transaction() as connection:
+    def signing_record(self, name: DeploymentName, component: Component) -> DeploymentRecord:
+        """What signing a CSR for ``component`` reads: the deployment with its active
+        authority and only that component's active certificate; no trust rows, pending keys
+        or links (unless it has no authority: then all of it, for the error to say why)."""
+        with self._decoding(f"deployment {name}"):
+            record = self._get_deployment(name, only=component)
+        return record if record.authority is not None else self.get_deployment(name)
+
+    def _get_deployment(
+        self, name: DeploymentName, only: Component | None = None
+    ) -> DeploymentRecord:
+        with self.reading() as connection:
             row = connection.execute(
                 sa.select(deployments).where(deployments.c.name == name.value)
             ).one_or_none()
@@ -467,24 +520,29 @@ class Store:
                     authorities.c.status == Status.RETIRING,
                 )
             ).one_or_none()
-            certs = connection.execute(
-                sa.select(certificates)
-                .where(certificates.c.deployment_id == row.id, certificates.c.status == ACTIVE)
-                .order_by(certificates.c.id)
-            ).all()
-            trust = connection.execute(
-                sa.select(trust_certificates)
-                .where(trust_certificates.c.deployment_id == row.id)
-                .order_by(trust_certificates.c.kind, trust_certificates.c.position)
-            ).all()
-            pending = connection.execute(
-                sa.select(pending_keys)
-                .where(pending_keys.c.deployment_id == row.id)
-                .order_by(pending_keys.c.id)
-            ).all()
-            linked = connection.execute(
-                sa.select(links).where(links.c.deployment_id == row.id).order_by(links.c.ccid)
-            ).all()
+            mine = sa.select(certificates).where(
+                certificates.c.deployment_id == row.id, certificates.c.status == ACTIVE
+            )
+            if only is not None:
+                mine = mine.where(certificates.c.component == only.folder)
+            certs = connection.execute(mine.order_by(certificates.c.id)).all()
+            trust: Sequence[sa.Row[tuple[object, ...]]] = ()
+            pending: Sequence[sa.Row[tuple[object, ...]]] = ()
+            linked: Sequence[sa.Row[tuple[object, ...]]] = ()
+            if only is None:
+                trust = connection.execute(
+                    sa.select(trust_certificates)
+                    .where(trust_certificates.c.deployment_id == row.id)
+                    .order_by(trust_certificates.c.kind, trust_certificates.c.position)
+                ).all()
+                pending = connection.execute(
+                    sa.select(pending_keys)
+                    .where(pending_keys.c.deployment_id == row.id)
+                    .order_by(pending_keys.c.id)
+                ).all()
+                linked = connection.execute(
+                    sa.select(links).where(links.c.deployment_id == row.id).order_by(links.c.ccid)
+                ).all()
         return DeploymentRecord(
             name=DeploymentName(row.name),
             ccid=Ccid(row.ccid),
@@ -591,7 +649,7 @@ class Store:
             )
             .scalar_subquery()
         )
-        with self.transaction() as connection:
+        with self.reading() as connection:
             rows = connection.execute(
                 sa.select(
                     deployments.c.name,
@@ -907,7 +965,7 @@ class Store:
 
     def certificate_counts(self) -> dict[str, int]:
         """How many certificates are in each state, and how many keys wait for a signature."""
-        with self.transaction() as connection:
+        with self.reading() as connection:
             rows = connection.execute(
                 sa.select(certificates.c.status, sa.func.count()).group_by(certificates.c.status)
             ).all()
@@ -935,14 +993,14 @@ class Store:
 
     def credential_by_digest(self, secret_sha256: str) -> tuple[Credential, str] | None:
         """The credential whose secret (token, or certificate fingerprint) has this digest."""
-        with self.transaction() as connection:
+        with self.reading() as connection:
             row = connection.execute(
                 sa.select(credentials).where(credentials.c.secret_sha256 == secret_sha256)
             ).one_or_none()
         return None if row is None else (_credential(row), row.secret_sha256)
 
     def list_credentials(self) -> list[Credential]:
-        with self.transaction() as connection:
+        with self.reading() as connection:
             rows = connection.execute(sa.select(credentials).order_by(credentials.c.id)).all()
         return [_credential(row) for row in rows]
 
@@ -963,23 +1021,18 @@ class Store:
             return None
         return _credential(row)
 
-    def add_audit(self, entry: AuditEntry) -> None:
-        with self.transaction() as connection:
-            connection.execute(
-                sa.insert(audit_log).values(
-                    at=entry.at,
-                    actor=entry.actor[:128],
-                    action=entry.action[:64],
-                    target=entry.target[:128],
-                    source=entry.source[:64],
-                    result=entry.result[:64],
-                    detail=entry.detail[:2000],
-                )
-            )
+    def add_audit(self, entry: AuditEntry, connection: Connection | None = None) -> None:
+        """Write an audit entry: on ``connection`` (the transaction of the change it
+        records, committed with it), or in a transaction of its own."""
+        if connection is not None:
+            connection.execute(sa.insert(audit_log).values(**_audit_row(entry)))
+            return
+        with self.transaction() as own:
+            own.execute(sa.insert(audit_log).values(**_audit_row(entry)))
 
     def list_audit(self, *, limit: int = 100, offset: int = 0) -> list[AuditEntry]:
         """Newest first."""
-        with self.transaction() as connection:
+        with self.reading() as connection:
             rows = connection.execute(
                 sa.select(audit_log)
                 .order_by(audit_log.c.at.desc(), audit_log.c.id.desc())
@@ -992,8 +1045,20 @@ class Store:
         ]
 
     def count_audit(self) -> int:
-        with self.transaction() as connection:
+        with self.reading() as connection:
             return int(connection.scalar(sa.select(sa.func.count()).select_from(audit_log)) or 0)
+
+
+def _audit_row(entry: AuditEntry) -> dict[str, object]:
+    return {
+        "at": entry.at,
+        "actor": entry.actor[:128],
+        "action": entry.action[:64],
+        "target": entry.target[:128],
+        "source": entry.source[:64],
+        "result": entry.result[:64],
+        "detail": entry.detail[:2000],
+    }
 
 
 def _certificate_row(
@@ -1139,6 +1204,10 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
 
 
 def _sqlite_begin(connection: Connection) -> None:
-    """Every transaction takes the write lock at its start, so check-then-write is atomic
-    (two first uses cannot both migrate). In WAL mode readers are never blocked by it."""
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    """Every transaction that may write takes the write lock at its start, so
+    check-then-write is atomic (two first uses cannot both migrate). Read-only ones
+    (:meth:`Store.reading`) begin deferred: in WAL mode they never wait for the lock."""
+    if connection.get_execution_options().get(_READ_ONLY):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -9,6 +9,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -80,7 +81,12 @@ authorities = Table(
     "authorities",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("deployment_id", ForeignKey("deployments.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "deployment_id",
+        ForeignKey("deployments.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
     Column("serial", String(42), nullable=False),
     Column("fingerprint", String(64), nullable=False, unique=True),
     Column("subject", Text, nullable=False),
@@ -108,6 +114,8 @@ certificates = Table(
     Column("not_after", UtcDateTime, nullable=False),
     Column("status", String(16), nullable=False),
     UniqueConstraint("authority_id", "serial", name="uq_certificates_authority_serial"),
+    # a deployment's active certificates, found without reading the ones issued for CSRs
+    Index("ix_certificates_deployment_id_status", "deployment_id", "status"),
 )
 
 #: Keys made by certserver whose certificate an enterprise CA has yet to sign.
@@ -115,7 +123,12 @@ pending_keys = Table(
     "pending_keys",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("deployment_id", ForeignKey("deployments.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "deployment_id",
+        ForeignKey("deployments.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
     Column("role", String(16), nullable=False),  # "ca" or a component folder
     Column("public_key_sha256", String(64), nullable=False),
     Column("csr_der", LargeBinary, nullable=False),
@@ -128,7 +141,12 @@ trust_certificates = Table(
     "trust_certificates",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("deployment_id", ForeignKey("deployments.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "deployment_id",
+        ForeignKey("deployments.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
     Column("kind", String(16), nullable=False),  # "anchor" or "intermediate"
     Column("position", Integer, nullable=False),
     Column("fingerprint", String(64), nullable=False),
@@ -141,7 +159,12 @@ links = Table(
     "links",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("deployment_id", ForeignKey("deployments.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "deployment_id",
+        ForeignKey("deployments.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
     Column("ccid", String(36), nullable=False),  # the linked deployment's
     Column("name", String(63), nullable=False),
     Column("bundle_pem", LargeBinary, nullable=False),  # its trust bundle, PEM form

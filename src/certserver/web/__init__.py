@@ -31,7 +31,7 @@ def create_app(settings: Settings, *, service: CertServer | None = None) -> Fast
     app.add_middleware(Guard)
     app.state.service = service or CertServer(settings)
     counter = metrics.RequestCounter()
-    app.middleware("http")(counter.middleware)
+    app.add_middleware(metrics.CountRequests, counter=counter)
     install_handlers(app)
     app.include_router(api.router)
     app.include_router(pages.router)

@@ -6,6 +6,7 @@ from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
@@ -165,8 +166,13 @@ async def sign_csr(
     from cryptography.hazmat.primitives.serialization import Encoding
 
     supplied = await _upload(csr, "a CSR")
-    cert = caller.service.sign_csr(
-        _name(name), Component.parse(component), supplied.data, supplied.source
+    # the store's round trips and commit must not hold up the event loop's other requests
+    cert = await run_in_threadpool(
+        caller.service.sign_csr,
+        _name(name),
+        Component.parse(component),
+        supplied.data,
+        supplied.source,
     )
     return Response(cert.public_bytes(Encoding.PEM), media_type="application/x-pem-file")
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Awaitable, Callable
 
-from fastapi import Request, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from certserver.clock import utc_now
 from certserver.service import CertServer
@@ -20,15 +19,9 @@ class RequestCounter:
         self._counts: Counter[tuple[str, str, str]] = Counter()
         self._lock = threading.Lock()
 
-    async def middleware(
-        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", None) or "unmatched"
+    def add(self, path: str, method: str, status: str) -> None:
         with self._lock:
-            self._counts[(path, request.method, str(response.status_code))] += 1
-        return response
+            self._counts[(path, method, status)] += 1
 
     def lines(self) -> list[str]:
         with self._lock:
@@ -43,6 +36,34 @@ class RequestCounter:
             for (path, method, status), count in items
         ]
         return out
+
+
+class CountRequests:
+    """ASGI middleware: every HTTP request counted by route, method and status (plain
+    ASGI: Starlette's ``BaseHTTPMiddleware`` costs a task and a stream per request). A
+    request whose handler raised counts as 500, the answer the server makes of it."""
+
+    def __init__(self, app: ASGIApp, counter: RequestCounter) -> None:
+        self.app = app
+        self.counter = counter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = "500"
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = str(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            path = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.counter.add(path, scope["method"], status)
 
 
 def render(service: CertServer, counter: RequestCounter) -> str:
