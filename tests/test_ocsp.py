@@ -55,6 +55,11 @@ def test_good_revoked_and_unknown_with_the_nonce(
             f"http://127.0.0.1:{port}/ocsp", content=stranger.public_bytes(Encoding.DER), timeout=15
         )
         crl = httpx.get(f"http://127.0.0.1:{port}/crl/asked.crl", timeout=15)
+        several = run_process(
+            need_tool("openssl"), "ocsp", "-issuer", str(ca),
+            "-cert", str(x / "cco" / "gateway.crt"), "-cert", str(x / "gua" / "gua.crt"),
+            "-url", f"http://127.0.0.1:{port}/ocsp", "-CAfile", str(ca),
+        )  # fmt: skip
     for answer in (good, revoked, unknown):
         assert "Response verify OK" in answer and "nonce" not in answer.lower()
     assert "gateway.crt: good" in good
@@ -68,6 +73,7 @@ def test_good_revoked_and_unknown_with_the_nonce(
         ocsp.load_der_ocsp_response(unauthorized.content).response_status
         is ocsp.OCSPResponseStatus.UNAUTHORIZED
     )
+    assert "malformedrequest" in (several.stdout + several.stderr).lower().replace(" ", "")
     assert crl.headers["content-type"] == "application/pkix-crl"
     assert len(x509.load_der_x509_crl(crl.content)) == 1
 

@@ -89,7 +89,7 @@ def test_a_revoked_certificate_is_refused_by_openssl_and_by_mtls(
     # the status no longer counts it; revoking it again is refused
     assert "cco " not in run("status", "kept").output
     again = run("revoke", "kept", "--component", "cco")
-    assert again.exit_code == 1 and "no certificate with an active cco" in again.output
+    assert again.exit_code == 1 and "no certificate with a current cco" in again.output
     by_serial = run("revoke", "kept", "--serial", format(cco_cert.serial_number, "X"))
     assert by_serial.exit_code == 1 and "already revoked" in by_serial.output
 
@@ -263,3 +263,38 @@ def test_a_ca_rotation_without_an_outage(run: Cli, made: Path, tmp_path: Path) -
     assert isinstance(old, PeerRefused) and old.reason is RefusalReason.UNKNOWN_CA
     again = run("ca", "finish-rotation", "kept", "--out", str(tmp_path))
     assert again.exit_code == 1 and "not rotating" in again.output
+
+
+def test_revocation_during_a_rotation_covers_both_cas(run: Cli, made: Path, tmp_path: Path) -> None:
+    assert run("revoke", "kept", "--component", "mon").exit_code == 0  # CRL #1, old CA
+    rotated = tmp_path / "rotated"
+    rotated.mkdir()
+    assert run("ca", "rotate", "kept", "--out", str(rotated)).exit_code == 0
+    done = run("revoke", "kept", "--component", "gua", "--reason", "key-compromise")
+    assert done.exit_code == 0, done.output  # gua's certificate is still the old CA's
+    assert "CRL #2" in done.output
+    assert run("crl", "kept", "--out", str(tmp_path)).exit_code == 0
+    pem = (tmp_path / "kept.crl.pem").read_bytes()
+    blocks = [
+        b"-----BEGIN X509 CRL-----" + part for part in pem.split(b"-----BEGIN X509 CRL-----")[1:]
+    ]
+    current = [x509.load_pem_x509_crl(block) for block in blocks]
+    assert len(current) == 2  # the new CA's and the old one's
+    numbers = sorted(
+        c.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number for c in current
+    )
+    assert numbers[0] >= 2 and numbers[0] < numbers[1]  # one sequence across the rotation
+    old_ca = x509.load_pem_x509_certificate((made / "ccm" / "ca.crt").read_bytes())
+    old_crl = next(c for c in current if c.is_signature_valid(old_ca.public_key()))
+    gua = _cert(made / "gua", "gua.crt")
+    assert old_crl.get_revoked_certificate_by_serial_number(gua.serial_number) is not None
+    # a component on the old set that checks the CRLs keeps working, and refuses gua
+    bundle = tmp_path / "both.pem"
+    bundle.write_bytes((tmp_path / "kept.crl.pem").read_bytes())
+    server = ComponentCredentials.from_folder(made / "ccm", crl_file=bundle)
+    assert not isinstance(
+        call(server, ComponentCredentials.from_folder(made / "cco"), server.peer_check()),
+        PeerRefused,
+    )
+    refused = call(server, ComponentCredentials.from_folder(made / "gua"), server.peer_check())
+    assert isinstance(refused, PeerRefused) and refused.reason is RefusalReason.REVOKED

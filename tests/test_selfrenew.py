@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 from cryptography import x509
@@ -36,6 +38,12 @@ def test_a_component_renews_itself_and_a_revoked_one_is_refused(
         url = f"https://127.0.0.1:{port}"
         pin = str(home / "serve" / "server.crt")
         cco = x / "cco"
+        stolen = tmp_path / "stolen"
+        shutil.copytree(cco, stolen)  # a copy of the current files, as a thief would keep
+        (cco / "gateway.key").chmod(0o600)
+        os.chown(cco / "gateway.key", 65534, 65534)  # the component runs as its own user
+        os.chown(cco / "gateway.crt", 65534, 65534)
+        (cco / "gateway.crt").chmod(0o640)
         old_cert, old_key = _cert(cco, "gateway.crt"), (cco / "gateway.key").read_bytes()
 
         def renew(folder: Path, *extra: str) -> object:
@@ -56,12 +64,18 @@ def test_a_component_renews_itself_and_a_revoked_one_is_refused(
         assert new_cert.serial_number != old_cert.serial_number
         assert (cco / "gateway.key").read_bytes() != old_key
         assert (cco / "gateway.key").stat().st_mode & 0o777 == 0o600
+        for name, mode in (("gateway.key", 0o600), ("gateway.crt", 0o640)):  # as they were
+            info = (cco / name).stat()
+            assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (65534, 65534, mode)
         assert (
             new_cert.public_key()
             == x509.load_pem_x509_certificate((cco / "gateway.crt").read_bytes()).public_key()
         )
         again = renew(cco, "--before", "800d")  # the renewed certificate is a credential too
         assert again.returncode == 0, again.stdout + again.stderr
+        thief = renew(stolen, "--before", "800d")  # the replaced one is not, any more
+        assert thief.returncode == 1 and "superseded, not current" in thief.stderr
+        assert _cert(stolen, "gateway.crt") == old_cert
         refused = renew(x / "gua", "--before", "800d")
         assert refused.returncode == 1
         assert "renewal refused (403)" in refused.stderr and "revoked" in refused.stderr

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
@@ -43,6 +44,13 @@ def key_hash(cert: x509.Certificate, algorithm: hashes.HashAlgorithm) -> bytes:
     return digest.finalize()
 
 
+def name_hash(cert: x509.Certificate, algorithm: hashes.HashAlgorithm) -> bytes:
+    """The hash of a certificate's DER subject (an OCSP CertID's name hash)."""
+    digest = hashes.Hash(algorithm)
+    digest.update(cert.subject.public_bytes())
+    return digest.finalize()
+
+
 def respond(
     request_der: bytes,
     find: Callable[[bytes, hashes.HashAlgorithm], Responder | None],
@@ -57,10 +65,13 @@ def respond(
         serial = request.serial_number
         issuer_key_hash = request.issuer_key_hash
         extensions = list(request.extensions)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, NotImplementedError, UnsupportedAlgorithm):
+        # NotImplementedError: several certificates in one request (cryptography reads one)
         return _unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
     responder = find(issuer_key_hash, algorithm)
-    if responder is None:
+    if responder is None or request.issuer_name_hash != name_hash(
+        responder.ca.certificate, algorithm
+    ):
         return _unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED)
     found = responder.status_of(format(serial, "x"))
     if not found.known:

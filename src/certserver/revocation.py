@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from certserver.authority import CertificateAuthority
 from certserver.errors import InvalidInput
+from certserver.keys import KeySpec, PrivateKey
 
 #: How long a CRL is valid; it is made again before (and after every revocation).
 CRL_LIFETIME = dt.timedelta(days=7)
@@ -80,10 +81,22 @@ def build_crl(
     return crl
 
 
+_FRAME_KEYS: dict[KeySpec, PrivateKey] = {}
+
+
+def _frame_key(spec: KeySpec) -> PrivateKey:
+    """A throwaway key of the CA's kind: the frame needs the CA's signature algorithm, not
+    its signature (the CA never signs a CRL that is not the real one)."""
+    if spec not in _FRAME_KEYS:
+        _FRAME_KEYS[spec] = spec.generate()
+    return _FRAME_KEYS[spec]
+
+
 def _frame(
     ca: CertificateAuthority, this_update: dt.datetime, next_update: dt.datetime, number: int
 ) -> x509.CertificateRevocationList:
-    """A CRL with one placeholder entry, whose TBS gives everything but the entries."""
+    """A CRL with one placeholder entry, whose TBS gives everything but the entries (signed
+    by a throwaway key: only its algorithm identifier is used)."""
     ski = ca.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     placeholder = (
         x509.RevokedCertificateBuilder().serial_number(1).revocation_date(this_update).build()
@@ -96,7 +109,7 @@ def _frame(
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), False)
         .add_extension(x509.CRLNumber(number), False)
         .add_revoked_certificate(placeholder)
-        .sign(ca.key, ca.spec.signature_hash())
+        .sign(_frame_key(ca.spec), ca.spec.signature_hash())
     )
 
 

@@ -7,6 +7,7 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -240,18 +241,16 @@ class RevocationCases(UseCases):
         serial: str | None = None,
         reason: Reason = Reason.UNSPECIFIED,
     ) -> Revocation:
-        """Revoke a certificate of the deployment's CA and make its CRL again, at once."""
+        """Revoke a certificate (by serial), or every current certificate of a component
+        (the packaged one and those renewed by the component itself), and make the CRLs
+        again at once, in the same transaction."""
         if (component is None) == (serial is None):
             raise InvalidInput("name the certificate by --component or by --serial")
-        store, key = self._open(create=False)
-        record = store.get_deployment(name)
-        ca = authority_of(record, key, store.location)
+        store, _key = self._open(create=False)
+        cas = self._our_cas(name)
         now = self._now()
-        previous = store.latest_crl(name)
-        number = previous[0] + 1 if previous else 1
-        revoked_serial = ""
         with store.transaction() as connection:
-            revoked_serial, listed = store.revoke(
+            serials, touched = store.revoke(
                 connection,
                 name,
                 serial=parse_serial(serial) if serial is not None else None,
@@ -259,18 +258,78 @@ class RevocationCases(UseCases):
                 reason=reason.value,
                 at=now,
             )
-            crl = build_crl(
-                ca, [Revoked(int(s, 16), at, Reason(r)) for s, at, r in listed], number, now
+            numbers = [self._remake_crl(connection, cas[fp], fp, now) for fp in touched]
+            entry = self._ok_entry()
+            if entry is not None:
+                store.add_audit(entry, connection)
+        self._ok_written()
+        return Revocation(name, ", ".join(serials), reason, max(numbers))
+
+    def crls(self, name: DeploymentName) -> list[x509.CertificateRevocationList]:
+        """The current CRL of the deployment's CA (first) and, during a rotation, of the
+        one being rotated out; each made again when none is younger than half its lifetime
+        (so a published one never lapses while it is fetched)."""
+        store = self._open_store(create=False)
+        fingerprints = store.crl_authorities(name)
+        if not fingerprints:
+            store.get_deployment(name)  # unknown: DeploymentNotFound
+            raise InvalidInput(
+                f"deployment {name} has no CA of certserver's: its CRL is the enterprise's"
             )
-            store.put_crl(
-                connection,
-                name,
-                number,
-                crl.last_update_utc,
-                crl.next_update_utc or now + CRL_LIFETIME,
-                crl.public_bytes(Encoding.DER),
-            )
-        return Revocation(name, revoked_serial, reason, number)
+        now = self._now()
+        found: list[x509.CertificateRevocationList | None] = []
+        for fp in fingerprints:
+            latest = store.latest_crl(fp)
+            fresh = latest is not None and latest[1] - now > CRL_LIFETIME / 2
+            found.append(x509.load_der_x509_crl(latest[2]) if latest and fresh else None)
+        if all(crl is not None for crl in found):
+            return [crl for crl in found if crl is not None]
+        cas = self._our_cas(name)
+        made: list[x509.CertificateRevocationList] = []
+        with store.transaction() as connection:
+            store.lock_deployment(connection, name)
+            for fp, crl in zip(fingerprints, found, strict=True):
+                if crl is None:
+                    self._remake_crl(connection, cas[fp], fp, now)
+                    crl = x509.load_der_x509_crl(store.crl_der(connection, fp))
+                made.append(crl)
+        return made
+
+    def crl(self, name: DeploymentName) -> x509.CertificateRevocationList:
+        """The current CRL of the deployment's CA."""
+        return self.crls(name)[0]
+
+    def _our_cas(self, name: DeploymentName) -> dict[str, CertificateAuthority]:
+        """The deployment's CAs certserver holds (active, and retiring during a rotation),
+        by fingerprint, their keys unsealed."""
+        store, key = self._open(create=False)
+        record = store.get_deployment(name)
+        authority_of(record, key, store.location)  # the refusal when there is none
+        return {
+            a.fingerprint: unseal_authority(record, a, key, store.location)
+            for a in (record.authority, record.retiring)
+            if a is not None
+        }
+
+    def _remake_crl(
+        self, connection: Any, ca: CertificateAuthority, fp: str, now: dt.datetime
+    ) -> int:
+        """A new CRL for ``ca`` from every revocation it has, numbered above the
+        deployment's last; stored on ``connection``. Returns its number."""
+        store = self._open_store(create=False)
+        number, listed = store.crl_state(connection, fp)
+        crl = build_crl(
+            ca, [Revoked(int(s, 16), at, Reason(r)) for s, at, r in listed], number, now
+        )
+        store.put_crl(
+            connection,
+            fp,
+            number,
+            crl.last_update_utc,
+            crl.next_update_utc or now + CRL_LIFETIME,
+            crl.public_bytes(Encoding.DER),
+        )
+        return number
 
     def component_anchors(self) -> bytes:
         """PEM of every trust anchor a component certificate may chain to (each ready
@@ -313,39 +372,14 @@ class RevocationCases(UseCases):
 
         return respond(request_der, find, self._now())
 
-    def crl(self, name: DeploymentName) -> x509.CertificateRevocationList:
-        """The deployment CA's current CRL, made again when none is younger than half its
-        lifetime (so a published one never lapses)."""
-        store = self._open_store(create=False)
-        latest = store.latest_crl(name)
-        now = self._now()
-        if latest is not None and latest[1] - now > CRL_LIFETIME / 2:
-            return x509.load_der_x509_crl(latest[2])
-        store, key = self._open(create=False)
-        ca = authority_of(store.get_deployment(name), key, store.location)
-        listed = store.revocations_of(name)
-        number = latest[0] + 1 if latest else 1
-        crl = build_crl(
-            ca, [Revoked(int(s, 16), at, Reason(r)) for s, at, r in listed], number, now
-        )
-        with store.transaction() as connection:
-            store.put_crl(
-                connection,
-                name,
-                number,
-                crl.last_update_utc,
-                crl.next_update_utc or now + CRL_LIFETIME,
-                crl.public_bytes(Encoding.DER),
-            )
-        return crl
-
     def export_crl(self, name: DeploymentName, out_dir: Path, *, force: bool) -> list[Path]:
         """``<name>.crl`` (DER) and ``<name>.crl.pem``: both or neither."""
-        crl = self.crl(name)
+        current = self.crls(name)
         check_writable_dir(out_dir)
         files = {
-            out_dir / f"{name}.crl": crl.public_bytes(Encoding.DER),
-            out_dir / f"{name}.crl.pem": crl.public_bytes(Encoding.PEM),
+            out_dir / f"{name}.crl": current[0].public_bytes(Encoding.DER),
+            # during a rotation both CAs' CRLs, for components that check either's leaves
+            out_dir / f"{name}.crl.pem": b"".join(c.public_bytes(Encoding.PEM) for c in current),
         }
         for path in files:
             check_target(out_dir, path.name, force=force)

@@ -7,12 +7,15 @@ A new key is made here and never leaves the host (the service signs a CSR for it
 from __future__ import annotations
 
 import datetime as dt
+import os
 import ssl
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from certserver.clock import utc_now
 from certserver.csr import component_csr, csr_pem
@@ -81,6 +84,13 @@ def renew_here(
         raise InvalidInput(f"{url}: the answer is not a certificate") from None
     if identity_of(issued) != identity or issued.public_key() != key.public_key():
         raise InvalidInput(f"{url}: the certificate is not for this component's new key")
+    problem = _chain_problem(issued, credentials, now)
+    if problem is not None:
+        raise InvalidInput(
+            f"{url}: the new certificate does not verify to {credentials.ca_file} ({problem}); "
+            "install the deployment's current package first (a CA rotation?)"
+        )
+    owners = {path: path.stat() for path in (credentials.key_file, credentials.cert_file)}
     place_all(
         {
             credentials.key_file: to_pkcs8_pem(key),
@@ -88,7 +98,26 @@ def renew_here(
         },
         replace=True,
     )
+    for path, before_stat in owners.items():  # as they were: the component must read them
+        os.chown(path, before_stat.st_uid, before_stat.st_gid)
+        path.chmod(stat.S_IMODE(before_stat.st_mode))
     return SelfRenewal(True, (issued.not_valid_after_utc - now) // dt.timedelta(days=1), issued)
+
+
+def _chain_problem(
+    cert: x509.Certificate, credentials: ComponentCredentials, now: dt.datetime
+) -> str | None:
+    """Why ``cert`` would not verify to the component's own trust, or None."""
+    anchors = parse(credentials.ca_file.read_bytes()).certificates
+    intermediates = (
+        parse(credentials.chain_file.read_bytes()).certificates if credentials.chain_file else []
+    )
+    try:
+        verifier = PolicyBuilder().store(Store(anchors)).time(now).build_client_verifier()
+        verifier.verify(cert, intermediates)
+    except (VerificationError, ValueError) as exc:
+        return str(exc).split(" (encountered")[0]
+    return None
 
 
 def _certificate(path: Path) -> x509.Certificate:

@@ -3,6 +3,7 @@ gathers them (enterprise imports, links and accounts live in their own modules).
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -134,6 +135,9 @@ class CreateResult:
 
 
 class CertServer(EnterpriseCases, LinkCases, AccountCases, RevocationCases):
+    #: The certificate a component renews itself with (see :meth:`renew_for_peer`).
+    _peer: x509.Certificate | None = None
+
     """certserver's use cases over one store and master key, opened on first use.
 
     ``actor`` is who the audit log names for the changes and downloads made through this
@@ -186,7 +190,13 @@ class CertServer(EnterpriseCases, LinkCases, AccountCases, RevocationCases):
         return self.sign_csr_unaudited(name, component, csr_data, source)
 
     def sign_csr_unaudited(
-        self, name: DeploymentName, component: Component, csr_data: bytes, source: str
+        self,
+        name: DeploymentName,
+        component: Component,
+        csr_data: bytes,
+        source: str,
+        *,
+        replacing: x509.Certificate | None = None,
     ) -> x509.Certificate:
         """Sign a component's CSR made on its host (the key never travels), under policy.
 
@@ -200,9 +210,13 @@ class CertServer(EnterpriseCases, LinkCases, AccountCases, RevocationCases):
         if len(found.csrs) != 1:
             raise FileProblem(source, f"holds {found.describe()}, expected one CSR")
         csr = found.csrs[0]
+        if replacing is not None and csr.public_key() == replacing.public_key():
+            raise PolicyRefused(source, ["asks to certify the current key again: make a new key"])
         store, key = self._open(create=False)
         record = store.signing_record(name, component)
-        allowed = next((c.hosts for c in record.certificates if c.component is component), ())
+        allowed = record.hosts.get(component) or next(
+            (c.hosts for c in record.certificates if c.component is component), ()
+        )
         problems, hosts = csr_violations(csr, component, allowed)
         if problems:
             raise PolicyRefused(source, problems)
@@ -240,6 +254,7 @@ class CertServer(EnterpriseCases, LinkCases, AccountCases, RevocationCases):
                 not_after=cert.not_valid_after_utc,
             ),
             audit=self._ok_entry(),
+            supersedes=fingerprint(replacing) if replacing is not None else None,
         )
         self._ok_written()
         return cert
@@ -262,13 +277,17 @@ class CertServer(EnterpriseCases, LinkCases, AccountCases, RevocationCases):
             raise Forbidden(f"{identity.spiffe_id}: the identity does not match its deployment")
         if peer.not_valid_after_utc <= self._now():
             raise Forbidden(f"{identity.spiffe_id}: this certificate has expired")
-        return self._renew_for(found[0], identity, csr_data)
+        view = copy.copy(self)
+        view._peer = peer
+        return view._renew_for(found[0], identity, csr_data)
 
     @_audited("certificate.self-renew", _first)
     def _renew_for(
         self, name: DeploymentName, identity: Identity, csr_data: bytes
     ) -> x509.Certificate:
-        return self.sign_csr_unaudited(name, identity.component, csr_data, "the CSR")
+        return self.sign_csr_unaudited(
+            name, identity.component, csr_data, "the CSR", replacing=self._peer
+        )
 
     @_audited("package.download", _first)
     def package_bytes(self, name: DeploymentName) -> tuple[str, bytes]:

@@ -23,7 +23,7 @@ from sqlalchemy.exc import (
     NoSuchModuleError,
 )
 
-from certserver.accounts import Credential, CredentialKind, Role
+from certserver.accounts import Credential, CredentialKind, Forbidden, Role
 from certserver.audit import AuditEntry
 from certserver.errors import (
     CertserverError,
@@ -461,11 +461,28 @@ class Store:
             raise StoreCorrupt(f"{self.location}: store is corrupt ({what}: {reason})") from None
 
     def add_issued(
-        self, name: DeploymentName, record: CertificateRecord, audit: AuditEntry | None = None
+        self,
+        name: DeploymentName,
+        record: CertificateRecord,
+        audit: AuditEntry | None = None,
+        supersedes: str | None = None,
     ) -> None:
         """Record a certificate the deployment's CA signed for a key it never saw (and
-        ``audit``, the entry that says so, in the same transaction)."""
+        ``audit``, the entry that says so, in the same transaction). ``supersedes``: the
+        fingerprint of the certificate it replaces (self-renewal), which must still be
+        current and is no longer after this."""
         with self.transaction() as connection:
+            if supersedes is not None:
+                replaced = connection.execute(
+                    sa.update(certificates)
+                    .where(
+                        certificates.c.fingerprint == supersedes,
+                        certificates.c.status.in_([ACTIVE, Status.ISSUED]),
+                    )
+                    .values(status=Status.SUPERSEDED)
+                ).rowcount
+                if replaced != 1:
+                    raise Forbidden("this certificate was renewed or revoked meanwhile")
             row = connection.execute(
                 sa.select(deployments.c.id, authorities.c.id.label("authority_id"))
                 .select_from(deployments)
@@ -734,7 +751,7 @@ class Store:
             names = ", ".join(sorted({r.component for r in left}))
             raise InvalidInput(
                 f"certificates of the old CA are still in use ({names}): renew them first "
-                f"(certserver renew {name}), or revoke them"
+                f"(certserver renew {name})"
             )
         connection.execute(
             sa.update(authorities).where(authorities.c.id == retiring).values(status=Status.RETIRED)
@@ -804,82 +821,115 @@ class Store:
         component: Component | None,
         reason: str,
         at: dt.datetime,
-    ) -> tuple[str, list[tuple[str, dt.datetime, str]]]:
-        """Revoke, on ``connection``, the certificate of deployment ``name`` with ``serial``
-        (active or issued) or its packaged certificate for ``component``; the revoked serial
-        and every revocation of the authority, for its new CRL."""
-        row = connection.execute(
-            sa.select(deployments.c.id).where(deployments.c.name == name.value).with_for_update()
-        ).one_or_none()
-        if row is None:
-            raise DeploymentNotFound(f"no deployment named {name}")
-        authority_id = connection.scalar(
-            sa.select(authorities.c.id).where(
-                authorities.c.deployment_id == row.id, authorities.c.status == ACTIVE
+    ) -> tuple[list[str], list[str]]:
+        """Revoke, on ``connection``: the certificate of deployment ``name`` with ``serial``,
+        or every current certificate (packaged, or issued for a key held elsewhere) of
+        ``component``, from the deployment's CA or the one being rotated out. Returns the
+        revoked serials and the fingerprints of the authorities whose CRL changes."""
+        row = self._locked_deployment(connection, name)
+        ours = [
+            (r.id, r.fingerprint)
+            for r in connection.execute(
+                sa.select(authorities.c.id, authorities.c.fingerprint).where(
+                    authorities.c.deployment_id == row.id,
+                    authorities.c.status.in_([ACTIVE, Status.RETIRING]),
+                )
             )
-        )
-        if authority_id is None:
+        ]
+        if not ours:
             raise InvalidInput(
                 f"deployment {name} has no CA of certserver's: revoke its certificates at the "
                 "enterprise CA that signed them"
             )
-        query = sa.select(certificates.c.id, certificates.c.serial, certificates.c.status).where(
-            certificates.c.authority_id == authority_id
-        )
+        ids = [authority_id for authority_id, _ in ours]
+        query = sa.select(
+            certificates.c.id,
+            certificates.c.serial,
+            certificates.c.status,
+            certificates.c.authority_id,
+        ).where(certificates.c.authority_id.in_(ids))
         if serial is not None:
             query = query.where(certificates.c.serial == serial.lower().lstrip("0"))
         else:
             assert component is not None
             query = query.where(
-                certificates.c.component == component.folder, certificates.c.status == ACTIVE
+                certificates.c.component == component.folder,
+                certificates.c.status.in_([ACTIVE, Status.ISSUED]),
             )
-        found = connection.execute(query).first()
-        if found is None:
-            what = f"serial {serial}" if serial is not None else f"an active {component}"
+        found = connection.execute(query).all()
+        if not found:
+            what = f"serial {serial}" if serial is not None else f"a current {component}"
             raise InvalidInput(f"deployment {name} has no certificate with {what}")
-        if found.status == Status.REVOKED:
-            raise InvalidInput(f"certificate {found.serial} of {name} is already revoked")
+        if all(cert.status == Status.REVOKED for cert in found):
+            raise InvalidInput(f"certificate {found[0].serial} of {name} is already revoked")
+        todo = [cert for cert in found if cert.status != Status.REVOKED]
         connection.execute(
             sa.update(certificates)
-            .where(certificates.c.id == found.id)
+            .where(certificates.c.id.in_([cert.id for cert in todo]))
             .values(status=Status.REVOKED)
         )
         connection.execute(
-            sa.insert(revocations).values(
-                authority_id=authority_id, serial=found.serial, reason=reason, revoked_at=at
+            sa.insert(revocations),
+            [
+                {
+                    "authority_id": cert.authority_id,
+                    "serial": cert.serial,
+                    "reason": reason,
+                    "revoked_at": at,
+                }
+                for cert in todo
+            ],
+        )
+        touched = {cert.authority_id for cert in todo}
+        return [cert.serial for cert in todo], [fp for i, fp in ours if i in touched]
+
+    def crl_authorities(self, name: DeploymentName) -> list[str]:
+        """Fingerprints of the CAs whose CRLs the deployment publishes: the active one,
+        then the one being rotated out."""
+        with self.reading() as connection:
+            rows = connection.execute(
+                sa.select(authorities.c.fingerprint, authorities.c.status)
+                .join(deployments, deployments.c.id == authorities.c.deployment_id)
+                .where(
+                    deployments.c.name == name.value,
+                    authorities.c.status.in_([ACTIVE, Status.RETIRING]),
+                )
+            ).all()
+        return [r.fingerprint for r in sorted(rows, key=lambda r: r.status != ACTIVE)]
+
+    def crl_state(
+        self, connection: Connection, authority_fingerprint: str
+    ) -> tuple[int, list[tuple[str, dt.datetime, str]]]:
+        """On ``connection`` (locked): the next CRL number (above every CRL of the
+        deployment, across CA rotations) and every revocation of that authority."""
+        authority = connection.execute(
+            sa.select(authorities.c.id, authorities.c.deployment_id).where(
+                authorities.c.fingerprint == authority_fingerprint
             )
+        ).one()
+        highest = connection.scalar(
+            sa.select(sa.func.max(crls.c.number))
+            .join(authorities, authorities.c.id == crls.c.authority_id)
+            .where(authorities.c.deployment_id == authority.deployment_id)
         )
         listed = connection.execute(
             sa.select(revocations.c.serial, revocations.c.revoked_at, revocations.c.reason)
-            .where(revocations.c.authority_id == authority_id)
+            .where(revocations.c.authority_id == authority.id)
             .order_by(revocations.c.id)
         ).all()
-        return found.serial, [(r.serial, r.revoked_at, r.reason) for r in listed]
-
-    def revocations_of(self, name: DeploymentName) -> list[tuple[str, dt.datetime, str]]:
-        with self.transaction() as connection:
-            rows = connection.execute(
-                sa.select(revocations.c.serial, revocations.c.revoked_at, revocations.c.reason)
-                .join(authorities, authorities.c.id == revocations.c.authority_id)
-                .join(deployments, deployments.c.id == authorities.c.deployment_id)
-                .where(deployments.c.name == name.value, authorities.c.status == ACTIVE)
-                .order_by(revocations.c.id)
-            ).all()
-        return [(r.serial, r.revoked_at, r.reason) for r in rows]
+        return int(highest or 0) + 1, [(r.serial, r.revoked_at, r.reason) for r in listed]
 
     def put_crl(
         self,
         connection: Connection,
-        name: DeploymentName,
+        authority_fingerprint: str,
         number: int,
         this_update: dt.datetime,
         next_update: dt.datetime,
         der: bytes,
     ) -> None:
         authority_id = connection.scalar(
-            sa.select(authorities.c.id)
-            .join(deployments, deployments.c.id == authorities.c.deployment_id)
-            .where(deployments.c.name == name.value, authorities.c.status == ACTIVE)
+            sa.select(authorities.c.id).where(authorities.c.fingerprint == authority_fingerprint)
         )
         connection.execute(sa.delete(crls).where(crls.c.authority_id == authority_id))
         connection.execute(
@@ -892,16 +942,28 @@ class Store:
             )
         )
 
-    def latest_crl(self, name: DeploymentName) -> tuple[int, dt.datetime, bytes] | None:
-        """The deployment CA's latest CRL: its number, next update and DER."""
-        with self.transaction() as connection:
+    def latest_crl(self, authority_fingerprint: str) -> tuple[int, dt.datetime, bytes] | None:
+        """An authority's latest CRL: its number, next update and DER."""
+        with self.reading() as connection:
             row = connection.execute(
                 sa.select(crls.c.number, crls.c.next_update, crls.c.crl_der)
                 .join(authorities, authorities.c.id == crls.c.authority_id)
-                .join(deployments, deployments.c.id == authorities.c.deployment_id)
-                .where(deployments.c.name == name.value, authorities.c.status == ACTIVE)
+                .where(authorities.c.fingerprint == authority_fingerprint)
             ).one_or_none()
         return None if row is None else (row.number, row.next_update, row.crl_der)
+
+    def crl_der(self, connection: Connection, authority_fingerprint: str) -> bytes:
+        der = connection.scalar(
+            sa.select(crls.c.crl_der)
+            .join(authorities, authorities.c.id == crls.c.authority_id)
+            .where(authorities.c.fingerprint == authority_fingerprint)
+        )
+        assert der is not None, "a CRL just stored"
+        return bytes(der)
+
+    def lock_deployment(self, connection: Connection, name: DeploymentName) -> None:
+        """Hold deployment ``name`` for the rest of the transaction (its CRLs are remade)."""
+        self._locked_deployment(connection, name)
 
     def certificate_by_fingerprint(
         self, cert_fingerprint: str
