@@ -70,13 +70,7 @@ def deployment() -> None:
     show_default=True,
     help="Validity of the component certificates.",
 )
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path),
-    default=Path(),
-    help="Directory for <name>_certs.zip (default: current directory).",
-)
+@output.out_dir_option("<name>_certs.zip")
 @click.option(
     "--ca",
     "ca_mode",
@@ -230,13 +224,7 @@ def _issuer_fields(view: DeploymentView) -> list[tuple[str, str]]:
 
 @deployment.command("export")
 @click.argument("name")
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path),
-    default=Path(),
-    help="Directory for <name>_certs.zip (default: current directory).",
-)
+@output.out_dir_option("<name>_certs.zip")
 @click.option("--force", is_flag=True, help="Replace an existing zip at the target.")
 def export(name: str, out_dir: Path, force: bool) -> None:
     """Write <NAME>_certs.zip again from the store.
@@ -249,13 +237,7 @@ def export(name: str, out_dir: Path, force: bool) -> None:
 
 
 _MAX_INPUT = 8 << 20
-_out_option = click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path),
-    default=Path(),
-    help="Directory for <name>_certs.zip (default: current directory).",
-)
+_out_option = output.out_dir_option("<name>_certs.zip")
 _chain_option = click.option(
     "--chain",
     "chain_file",

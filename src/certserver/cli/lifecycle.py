@@ -93,13 +93,7 @@ def revoke_command(name: str, component: str | None, serial: str | None, reason:
 
 @click.command("crl")
 @click.argument("name")
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path),
-    default=Path(),
-    help="Directory for <name>.crl (DER) and <name>.crl.pem (default: current directory).",
-)
+@output.out_dir_option("<name>.crl (DER) and <name>.crl.pem")
 @click.option("--force", is_flag=True, help="Replace existing CRL files.")
 def crl_command(name: str, out_dir: Path, force: bool) -> None:
     """Write the deployment CA's CRL (made again when it nears its next update)."""
@@ -118,13 +112,7 @@ def crl_command(name: str, out_dir: Path, force: bool) -> None:
     help="Renew this component (repeatable; default: every one).",
 )
 @click.option("--rekey", is_flag=True, help="New keys too (else the same keys are certified).")
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path),
-    default=Path(),
-    help="Directory for the new <name>_certs.zip (default: current directory).",
-)
+@output.out_dir_option("the new <name>_certs.zip")
 @click.option("--force", is_flag=True, help="Replace an existing zip at the target.")
 @click.option("--server", metavar="URL", help="Self-renewal: the certserver service to ask.")
 @click.option(
@@ -195,13 +183,7 @@ def renew_command(
         click.echo(str(done_package.written_to.resolve()))
 
 
-_ca_out = click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path),
-    default=Path(),
-    help="Directory for the new <name>_certs.zip (default: current directory).",
-)
+_ca_out = output.out_dir_option("the new <name>_certs.zip")
 
 
 @click.group("ca")

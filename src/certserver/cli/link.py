@@ -29,13 +29,7 @@ def link() -> None:
 
 @link.command("export")
 @click.argument("name")
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path),
-    default=Path(),
-    help="Directory for the bundle files (default: current directory).",
-)
+@output.out_dir_option("the bundle files")
 @click.option("--force", is_flag=True, help="Replace existing bundle files.")
 def export(name: str, out_dir: Path, force: bool) -> None:
     """Write NAME's trust bundle: <NAME>_bundle.json (SPIFFE) and <NAME>_bundle.pem.

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -51,3 +52,17 @@ def fields(pairs: Sequence[tuple[str, str]], indent: int = 2) -> str:
 
 def emit_json(value: Any) -> None:
     click.echo(json.dumps(plain(value), indent=2, sort_keys=True))
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def out_dir_option(what: str) -> Callable[[_F], _F]:
+    """``--out DIR`` for a command that writes ``what`` (default: the current directory)."""
+    return click.option(
+        "--out",
+        "out_dir",
+        type=click.Path(path_type=Path),
+        default=Path(),
+        help=f"Directory for {what} (default: current directory).",
+    )

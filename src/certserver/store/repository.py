@@ -367,17 +367,7 @@ class Store:
         authority_id = None
         if authority is not None:
             authority_key = connection.execute(
-                sa.insert(authorities).values(
-                    deployment_id=deployment_id,
-                    serial=authority.serial,
-                    fingerprint=authority.fingerprint,
-                    subject=authority.subject,
-                    cert_der=authority.cert_der,
-                    key_sealed=authority.key_sealed,
-                    not_before=authority.not_before,
-                    not_after=authority.not_after,
-                    status=authority.status,
-                )
+                sa.insert(authorities).values(**_authority_row(deployment_id, authority))
             ).inserted_primary_key
             assert authority_key is not None
             authority_id = authority_key[0]
@@ -716,17 +706,7 @@ class Store:
             .values(status=Status.RETIRING)
         )
         connection.execute(
-            sa.insert(authorities).values(
-                deployment_id=row.id,
-                serial=new.serial,
-                fingerprint=new.fingerprint,
-                subject=new.subject,
-                cert_der=new.cert_der,
-                key_sealed=new.key_sealed,
-                not_before=new.not_before,
-                not_after=new.not_after,
-                status=ACTIVE,
-            )
+            sa.insert(authorities).values(**_authority_row(row.id, new, status=ACTIVE))
         )
         return self._bump_version(connection, row)
 
@@ -780,13 +760,7 @@ class Store:
     ) -> int:
         """On ``connection``: the active certificates of ``new``'s components become
         superseded, ``new`` takes their place, and the package version goes up (returned)."""
-        row = connection.execute(
-            sa.select(deployments.c.id, deployments.c.package_version)
-            .where(deployments.c.name == name.value)
-            .with_for_update()
-        ).one_or_none()
-        if row is None:
-            raise DeploymentNotFound(f"no deployment named {name}")
+        row = self._locked_deployment(connection, name)
         authority_id = connection.scalar(
             sa.select(authorities.c.id).where(
                 authorities.c.deployment_id == row.id, authorities.c.status == ACTIVE
@@ -804,11 +778,7 @@ class Store:
         connection.execute(
             sa.insert(certificates), [_certificate_row(row.id, authority_id, c) for c in new]
         )
-        version = int(row.package_version) + 1
-        connection.execute(
-            sa.update(deployments).where(deployments.c.id == row.id).values(package_version=version)
-        )
-        return version
+        return self._bump_version(connection, row)
 
     # -- revocation -------------------------------------------------------------------------
 
@@ -1155,6 +1125,22 @@ def _conditions(query: DeploymentQuery) -> list[sa.ColumnElement[bool]]:
 
 def _filtered(select: Any, query: DeploymentQuery) -> Any:
     return select.where(*_conditions(query))
+
+
+def _authority_row(
+    deployment_id: object, authority: AuthorityRecord, *, status: Status | None = None
+) -> dict[str, object]:
+    return {
+        "deployment_id": deployment_id,
+        "serial": authority.serial,
+        "fingerprint": authority.fingerprint,
+        "subject": authority.subject,
+        "cert_der": authority.cert_der,
+        "key_sealed": authority.key_sealed,
+        "not_before": authority.not_before,
+        "not_after": authority.not_after,
+        "status": status or authority.status,
+    }
 
 
 def _credential(row: sa.Row[tuple[object, ...]]) -> Credential:
