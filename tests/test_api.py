@@ -246,6 +246,15 @@ def test_a_huge_body_is_refused_before_anyone_reads_it(api: Api) -> None:
     assert answer.status_code == 413 and answer.json()["code"] == "too-large"
     assert len(api.service.audit_entries()) == before  # nobody was even asked who they are
 
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted while it streams
+        for _ in range(6):
+            yield b"A" * (1 << 20)
+
+    streamed = api.client.post(
+        "/api/v1/deployments", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert streamed.status_code == 413 and streamed.json()["code"] == "too-large"
+
 
 def test_the_page_cookie_is_not_an_api_credential(api: Api) -> None:
     api.client.cookies.set("certserver_session", api.admin)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from starlette.exceptions import HTTPException
+
 from certserver.asgi import ASGIApp, Message, Receive, Scope, Send
 
 #: The largest request body: CSRs, certificate bundles and zips of them are far smaller.
@@ -27,8 +29,12 @@ _HEADERS = [
 _HSTS = (b"strict-transport-security", b"max-age=31536000")
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(HTTPException):
+    """Raised from ``receive`` once a body passes the limit: an HTTPException, so the route
+    that was reading it answers 413 (FastAPI passes those through its body parsing)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is over {limit} bytes")
 
 
 class Guard:
@@ -56,7 +62,7 @@ class Guard:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_body:
-                    raise _TooLarge
+                    raise _TooLarge(self.max_body)
             return message
 
         async def with_headers(message: Message) -> None:

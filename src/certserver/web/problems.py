@@ -85,7 +85,9 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
-        code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        code = {404: "not-found", 405: "method-not-allowed", 413: "too-large"}.get(
+            exc.status_code, "http-error"
+        )
         return problem(exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(Exception)
