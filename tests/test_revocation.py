@@ -86,10 +86,13 @@ def test_a_revoked_certificate_is_refused_by_openssl_and_by_mtls(
     assert isinstance(outcome, PeerRefused) and outcome.reason is RefusalReason.REVOKED
     gua = call(server, ComponentCredentials.from_folder(made / "gua"), server.peer_check())
     assert not isinstance(gua, PeerRefused)
-    # the status no longer counts it; revoking it again is refused
-    assert "cco " not in run("status", "kept").output
+    # the status shows it missing (an alert: exit 3); revoking it again is refused
+    missing = run("status", "kept")
+    assert missing.exit_code == 3 and "cco (none)" in missing.output and "MISSING" in missing.output
     again = run("revoke", "kept", "--component", "cco")
-    assert again.exit_code == 1 and "no certificate with a current cco" in again.output
+    assert (
+        again.exit_code == 1 and "cco of deployment kept has no current certificate" in again.output
+    )
     by_serial = run("revoke", "kept", "--serial", format(cco_cert.serial_number, "X"))
     assert by_serial.exit_code == 1 and "already revoked" in by_serial.output
 
@@ -211,6 +214,11 @@ def test_a_revoked_component_comes_back_only_with_a_new_key(
     assert run("revoke", "kept", "--component", "gua", "--reason", "key-compromise").exit_code == 0
     refused = run("renew", "kept", "--component", "gua", "--out", str(tmp_path))
     assert refused.exit_code == 1 and "renew it with --rekey" in refused.output
+    others = tmp_path / "others"
+    others.mkdir()
+    everything = run("renew", "kept", "--out", str(others))
+    assert everything.exit_code == 0 and "not renewed, no current certificate" in everything.output
+    assert "no current certificate (revoked?): gua" in everything.output
     done = run("renew", "kept", "--component", "gua", "--rekey", "--out", str(tmp_path))
     assert done.exit_code == 0, done.output
     renewed = extract(tmp_path / "kept_certs.zip", tmp_path / "r")

@@ -83,9 +83,14 @@ def test_a_component_renews_itself_and_a_revoked_one_is_refused(
             certserver_script(), "renew", "--server", url, "--component-dir", str(x / "mon"),
             "--before", "800d", env=host_env, timeout=60,
         )  # fmt: skip
-        assert unpinned.returncode == 1 and "cannot reach the service" in unpinned.stderr
-    audit = run("audit").output
-    assert "certificate.self-renew" in audit and "component:spiffe://" in audit
+        assert unpinned.returncode == 1 and "certificate does not verify" in unpinned.stderr
+    audit = run("audit", "--json").output
+    import json
+
+    entries = [e for e in json.loads(audit) if e["action"] == "certificate.self-renew"]
+    results = sorted(e["result"] for e in entries)
+    assert results.count("ok") == 2 and "forbidden" in results  # refusals are audited too
+    assert all(e["actor"].startswith("component:spiffe://") for e in entries)
     openssl_ok = run_process(
         "openssl", "verify", "-CAfile", str(x / "cco" / "ca.crt"), str(cco / "gateway.crt")
     )

@@ -149,7 +149,7 @@ def check_signed_ca(
     left = (cert.not_valid_after_utc - now) // dt.timedelta(days=1)  # whole days that fit
     if not problems and left < component_days:
         warnings.append(
-            f"it expires on {cert.not_valid_after_utc:%Y-%m-%d}, so the component "
+            f"the deployment CA expires on {cert.not_valid_after_utc:%Y-%m-%d}, so the component "
             f"certificates are capped at {left} days (asked for {component_days})"
         )
         component_days = left

@@ -135,7 +135,7 @@ class EnterpriseCases(UseCases):
         # every component certificate has the same chain: one check says it for all
         problem = chain_problem(components[0].certificate, under_ca, now, chain.source)
         if problem is not None:
-            raise ImportRefused(signed.source, [f"certificates issued under it {problem}"])
+            raise ImportRefused(signed.source, [f"the certificates issued under it: {problem}"])
         path = under_ca.path_of(components[0].certificate, now)
         material = _material(record, path, components)
         authority = authority_record(ca_cert, to_pkcs8_der(ca.key), record.ccid, key)

@@ -14,6 +14,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 from certserver.archive import open_package
 from certserver.clock import days_left, iso
 from certserver.errors import CertserverError, FileProblem
+from certserver.federation import read_links_json
 from certserver.keys import describe, public_key_sha256
 from certserver.mtls import identity_in
 from certserver.package import fingerprint, serial_hex
@@ -151,6 +152,17 @@ def _package(data: bytes, source: str, now: dt.datetime) -> Report:
     problems = list(opened.problems)
     members: list[Report] = []
     for path, member in sorted(opened.members.items()):
+        if path.endswith("/links.json"):  # federation: the linked deployments it accepts
+            try:
+                linked = read_links_json(member.data, f"{source}:{path}")
+            except CertserverError as exc:
+                problems.append(str(exc))
+                continue
+            found: list[Report] = [
+                {"kind": "links", "ccids": sorted(ccid.value for ccid in linked)}
+            ]
+            members.append({"path": path, "mode": f"{member.mode:04o}", "contents": found})
+            continue
         try:
             found = _inspect(member.data, f"{source}:{path}", now, in_package=True)
         except CertserverError as exc:

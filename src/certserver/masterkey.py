@@ -13,7 +13,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from certserver.errors import FileProblem, MasterKeyError
+from certserver.errors import FileProblem, MasterKeyError, TargetExists
 from certserver.files import StagedFile, read_regular_file
 
 _HEADER = b"certserver-master-key-v1\n"
@@ -47,6 +47,10 @@ class MasterKey:
         staged = StagedFile(path, _HEADER + base64.b64encode(key.secret) + b"\n")
         try:
             staged.place(replace=False)  # whole or not at all, even for a reader racing us
+        except TargetExists:
+            staged.undo()
+            # a master key is never replaced: the stores sealed with it would not open
+            raise TargetExists(path, "already exists (a master key is never replaced)") from None
         except BaseException:
             staged.undo()
             raise

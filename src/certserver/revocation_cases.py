@@ -76,6 +76,9 @@ class Renewal:
     file_name: str
     data: bytes
     written_to: Path | None
+    #: Components with no current certificate (revoked, or renewed by the component
+    #: itself) that were not renewed: ``--rekey --component X`` brings one back.
+    skipped: tuple[Component, ...] = ()
 
 
 class RevocationCases(UseCases):
@@ -148,6 +151,8 @@ class RevocationCases(UseCases):
         record = store.get_deployment(name)
         ca = self._publishing(authority_of(record, key, store.location), name)
         wanted = list(dict.fromkeys(components)) or [c.component for c in record.certificates]
+        present = {c.component for c in record.certificates}
+        skipped = () if components else tuple(c for c in Component if c not in present)
         target = None
         if out_dir is not None:
             target = check_target(out_dir, package.package_file_name(name), force=force)
@@ -206,7 +211,13 @@ class RevocationCases(UseCases):
             store, target, data, force, lambda c: store.replace_certificates(c, name, rows)
         )
         return Renewal(
-            name, tuple(wanted), material.package_version, material.file_name, data, target
+            name,
+            tuple(wanted),
+            material.package_version,
+            material.file_name,
+            data,
+            target,
+            skipped,
         )
 
     def status(self, name: DeploymentName | None = None) -> list[CertificateStatus]:
@@ -227,9 +238,19 @@ class RevocationCases(UseCases):
                 rows.append(
                     _row(each, cert.component.folder, cert.serial, cert.not_after, now, "active")
                 )
-            for cert in store.issued_certificates(each):
+            issued = store.issued_certificates(each)
+            for cert in issued:
                 what = f"{cert.component.folder} (issued)"
                 rows.append(_row(each, what, cert.serial, cert.not_after, now, "issued"))
+            covered = {c.component for c in record.certificates} | {c.component for c in issued}
+            if record.authority is not None:
+                for component in Component:
+                    if component not in covered:  # revoked and not renewed: an alert
+                        rows.append(
+                            CertificateStatus(
+                                each, f"{component.folder} (none)", "-", now, -1, "missing"
+                            )
+                        )
         return rows
 
     @_audited("certificate.revoke", first_arg)

@@ -71,6 +71,11 @@ def renew_here(
                 files={"csr": ("renew.csr", csr_pem(request), "application/pkcs10")},
             )
     except httpx.HTTPError as exc:
+        if "CERTIFICATE_VERIFY_FAILED" in repr(exc) or "certificate verify failed" in str(exc):
+            raise InvalidInput(
+                f"{url}: the service's certificate does not verify: pin it with --server-ca "
+                "(for its self-issued one, $CERTSERVER_HOME/serve/server.crt on the server)"
+            ) from None
         raise InvalidInput(f"{url}: cannot reach the service ({type(exc).__name__})") from None
     if answer.status_code != 200:
         try:

@@ -155,12 +155,14 @@ class CertServer(EnterpriseCases, LinkCases, AccountCases, RevocationCases):
         recorded as pending. Either all of it happens or none: a failure leaves no file and
         no rows behind.
         """
-        target = None
         if request.out_dir is not None:
-            target = _check_target(request.out_dir, request.file_name, force=request.force)
+            check_writable_dir(request.out_dir)
         store, key = self._open(create=True)
         if store.deployment_exists(request.name):
             raise DeploymentExists(f"deployment {request.name} already exists")
+        target = None
+        if request.out_dir is not None:
+            target = _check_target(request.out_dir, request.file_name, force=request.force)
         record, data = self._make(request, key)
         self._commit(store, target, data, request.force, lambda c: store.add_deployment(c, record))
         return CreateResult(to_view(record), request.file_name, data, target)
@@ -259,6 +261,7 @@ class CertServer(EnterpriseCases, LinkCases, AccountCases, RevocationCases):
         self._ok_written()
         return cert
 
+    @_audited("certificate.self-renew", lambda peer, *_a, **_k: _spiffe_of(peer))
     def renew_for_peer(self, peer: x509.Certificate, csr_data: bytes) -> x509.Certificate:
         """Self-renewal: a component presents its current certificate (verified in the TLS
         handshake) and a CSR for a new key; it gets a certificate with the same identity.
@@ -281,7 +284,6 @@ class CertServer(EnterpriseCases, LinkCases, AccountCases, RevocationCases):
         view._peer = peer
         return view._renew_for(found[0], identity, csr_data)
 
-    @_audited("certificate.self-renew", _first)
     def _renew_for(
         self, name: DeploymentName, identity: Identity, csr_data: bytes
     ) -> x509.Certificate:
@@ -390,6 +392,13 @@ class CertServer(EnterpriseCases, LinkCases, AccountCases, RevocationCases):
             components=tuple(components),
         )
         return material, to_pkcs8_der(ca.key)
+
+
+def _spiffe_of(peer: x509.Certificate) -> str:
+    try:
+        return identity_of(peer).spiffe_id
+    except CertserverError:
+        return ""
 
 
 __all__ = ["CertServer", "Clock", "CreateRequest", "CreateResult", "ImportResult", "Supplied"]

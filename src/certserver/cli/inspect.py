@@ -158,4 +158,6 @@ def _summary(item: Report) -> str:
         return f"certificate {who}, {item['key']} bits, not after {item['not_after']}"
     if kind == "private-key":
         return f"private key, {item['key']} bits"
+    if kind == "links":
+        return "accepts linked deployments " + ", ".join(item["ccids"])
     return kind.replace("-", " ")

@@ -46,9 +46,9 @@ def status_command(name: str | None, within: str, as_json: bool) -> None:
                 row.deployment.value,
                 row.what,
                 row.serial,
-                output.when(row.not_after),
+                "-" if row.state == "missing" else output.when(row.not_after),
                 str(row.days_left),
-                "EXPIRING" if row in due else "",
+                "MISSING" if row.state == "missing" else "EXPIRING" if row in due else "",
             ]
             for row in rows
         ]
@@ -179,6 +179,13 @@ def renew_command(
         f"Renewed {renewed} of {done_package.deployment} "
         f"(package version {done_package.package_version})"
     )
+    if done_package.skipped:
+        skipped = ", ".join(c.folder for c in done_package.skipped)
+        click.echo(
+            f"certserver: warning: not renewed, no current certificate (revoked?): {skipped}; "
+            "bring one back with --rekey --component X",
+            err=True,
+        )
     if done_package.written_to is not None:
         click.echo(str(done_package.written_to.resolve()))
 

@@ -85,7 +85,7 @@ def serve_command(
                 tls_cert, tls_key, print_ = own_certificate(settings, where)
                 click.echo(
                     f"certserver: using its own certificate {tls_cert} "
-                    f"(SHA-256 {output.fingerprint(print_)})",
+                    f"({output.fingerprint(print_)})",
                     err=True,
                 )
             make = tls_context(tls_cert, tls_key, client_ca, service.component_anchors())

@@ -828,8 +828,11 @@ class Store:
             )
         found = connection.execute(query).all()
         if not found:
-            what = f"serial {serial}" if serial is not None else f"a current {component}"
-            raise InvalidInput(f"deployment {name} has no certificate with {what}")
+            if serial is not None:
+                raise InvalidInput(f"deployment {name} has no certificate with serial {serial}")
+            raise InvalidInput(
+                f"{component} of deployment {name} has no current certificate (already revoked?)"
+            )
         if all(cert.status == Status.REVOKED for cert in found):
             raise InvalidInput(f"certificate {found[0].serial} of {name} is already revoked")
         todo = [cert for cert in found if cert.status != Status.REVOKED]

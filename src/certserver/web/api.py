@@ -238,7 +238,10 @@ async def self_renew(
 
     peer = client_certificate(request)
     if peer is None:
-        raise Unauthenticated("self-renewal needs the component's certificate (mutual TLS)")
+        refused = Unauthenticated("self-renewal needs the component's certificate (mutual TLS)")
+        anonymous = service_of(request).for_actor(Actor("anonymous", client_address(request)))
+        anonymous.record("certificate.self-renew", "", refused.code, refused.message)
+        raise refused
     try:
         who = identity_of(peer).spiffe_id
     except CertserverError:
