@@ -1,6 +1,6 @@
 """The store: SQLAlchemy tables, repository and Alembic migrations."""
 
-from certserver.store.repository import (
+from certserver.store.records import (
     AuthorityRecord,
     CertificateRecord,
     DeploymentQuery,
@@ -10,10 +10,10 @@ from certserver.store.repository import (
     LinkRecord,
     PendingKeyRecord,
     Status,
-    Store,
     TrustKind,
     TrustRecord,
 )
+from certserver.store.repository import Store
 
 __all__ = [
     "AuthorityRecord",
