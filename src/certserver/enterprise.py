@@ -11,7 +11,6 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -24,6 +23,7 @@ from cryptography.x509.verification import (
 )
 
 from certserver.errors import CertserverError
+from certserver.extensions import extension_of
 from certserver.hosts import Host
 from certserver.identity import Ccid, Component, Identity
 from certserver.inspection import is_self_signed, name_text
@@ -31,7 +31,6 @@ from certserver.keys import certificate_key_sha256
 from certserver.mtls import identity_of
 from certserver.verify import key_id_problems
 
-_T = TypeVar("_T", bound=x509.ExtensionType)
 _SHA256 = hashes.SHA256()
 _EKUS = {
     ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth",
@@ -124,21 +123,21 @@ def check_signed_ca(
         return CaCheck(["is not a certificate for the deployment CA's pending key"])
     problems: list[str] = []
     warnings: list[str] = []
-    constraints = _extension(cert, x509.BasicConstraints)
+    constraints = extension_of(cert, x509.BasicConstraints)
     if constraints is None or not constraints.ca:
         problems.append("is not a CA certificate (basicConstraints CA:TRUE is missing)")
     elif constraints.path_length != 0:
         warnings.append(
             "the enterprise CA did not keep pathLen 0: the deployment CA could sign sub-CAs"
         )
-    usage = _extension(cert, x509.KeyUsage)
+    usage = extension_of(cert, x509.KeyUsage)
     if usage is None or not usage.key_cert_sign:
         problems.append("lacks keyUsage keyCertSign, so it may not sign certificates")
     elif not usage.crl_sign:
         warnings.append("lacks keyUsage cRLSign: certserver cannot sign this CA's CRLs")
-    if _extension(cert, x509.SubjectKeyIdentifier) is None:
+    if extension_of(cert, x509.SubjectKeyIdentifier) is None:
         problems.append("has no subjectKeyIdentifier, which strict TLS verification requires")
-    if _extension(cert, x509.AuthorityKeyIdentifier) is None:
+    if extension_of(cert, x509.AuthorityKeyIdentifier) is None:
         problems.append("has no authorityKeyIdentifier, which strict TLS verification requires")
     if cert.subject != expected_subject:
         warnings.append(
@@ -284,16 +283,16 @@ def leaf_problems(
         problems.append(
             f"lost the subject's OU={identity.ccid} (subject {name_text(cert.subject)})"
         )
-    usage = _extension(cert, x509.ExtendedKeyUsage)
+    usage = extension_of(cert, x509.ExtendedKeyUsage)
     missing = [name for oid, name in _EKUS.items() if usage is None or oid not in usage]
     if missing:
         problems.append(f"lacks extendedKeyUsage {' and '.join(missing)}")
     if _is_ca(cert):
         problems.append("is signed as a CA (basicConstraints CA:TRUE), not as a leaf")
-    key_usage = _extension(cert, x509.KeyUsage)
+    key_usage = extension_of(cert, x509.KeyUsage)
     if key_usage is not None and not key_usage.digital_signature:
         problems.append("lacks keyUsage digitalSignature, which TLS needs")
-    san = _extension(cert, x509.SubjectAlternativeName)
+    san = extension_of(cert, x509.SubjectAlternativeName)
     names = set()
     if san is not None:
         names = {str(v) for v in san.get_values_for_type(x509.DNSName)}
@@ -314,14 +313,5 @@ def _validity_problems(cert: x509.Certificate, now: dt.datetime) -> list[str]:
 
 
 def _is_ca(cert: x509.Certificate) -> bool:
-    constraints = _extension(cert, x509.BasicConstraints)
+    constraints = extension_of(cert, x509.BasicConstraints)
     return constraints is not None and constraints.ca
-
-
-def _extension(cert: x509.Certificate, kind: type[_T]) -> _T | None:
-    try:
-        return cert.extensions.get_extension_for_class(kind).value
-    except x509.ExtensionNotFound:
-        return None
-    except (ValueError, x509.DuplicateExtension):
-        return None

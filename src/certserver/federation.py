@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from certserver.errors import CertserverError, FileProblem
+from certserver.extensions import extension_of
 from certserver.identity import Ccid, Component, DeploymentName
 from certserver.pem import ParseError, certificates_pem, parse
 from certserver.profiles import CA_UNIT as _CA_UNIT
@@ -138,7 +139,7 @@ class TrustBundle:
         if not anchors:
             raise FileProblem(source, "holds no trust anchor")
         for cert in anchors:
-            constraints = _constraints(cert)
+            constraints = extension_of(cert, x509.BasicConstraints)
             if constraints is None or not constraints.ca:
                 raise FileProblem(source, f"{cert.subject.rfc4514_string()} is not a CA")
             units = [a.value for a in cert.subject.get_attributes_for_oid(_OU)]
@@ -213,13 +214,6 @@ def linked_anchors(path: Path) -> set[str]:
         return {str(fp) for row in document["links"] for fp in row["anchors_sha256"]}
     except (ValueError, KeyError, TypeError, RecursionError):
         raise FileProblem(path, "is damaged: not a links file") from None
-
-
-def _constraints(cert: x509.Certificate) -> x509.BasicConstraints | None:
-    try:
-        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except (x509.ExtensionNotFound, ValueError, x509.DuplicateExtension):
-        return None
 
 
 def _b64url_int(value: int) -> str:

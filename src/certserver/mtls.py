@@ -34,6 +34,7 @@ from certserver.errors import (
     PeerRefused,
     RefusalReason,
 )
+from certserver.extensions import extension_of
 from certserver.federation import read_links_json
 from certserver.files import read_regular_file
 from certserver.identity import Ccid, Component, Identity
@@ -189,11 +190,8 @@ def refusal_of(exc: ssl.SSLError) -> PeerRefused:
 
 
 def authority_key_id(cert: x509.Certificate) -> bytes | None:
-    try:
-        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
-    except x509.ExtensionNotFound:
-        return None
-    return aki.key_identifier
+    aki = extension_of(cert, x509.AuthorityKeyIdentifier)
+    return None if aki is None else aki.key_identifier
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,11 +339,9 @@ def _deployment_cas(ccid: Ccid, *files: Path | None) -> frozenset[bytes]:
             units = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
             if ccid.value not in [unit.value for unit in units]:
                 continue
-            try:
-                ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-            except (x509.ExtensionNotFound, ValueError, x509.DuplicateExtension):
-                continue
-            found.add(ski.value.digest)
+            ski = extension_of(cert, x509.SubjectKeyIdentifier)
+            if ski is not None:
+                found.add(ski.digest)
     return frozenset(found)
 
 

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from certserver.authority import CertificateAuthority
 from certserver.errors import CertserverError, InvalidInput, StoreCorrupt
+from certserver.extensions import extension_of
 from certserver.federation import Link, TrustBundle
 from certserver.hosts import Host
 from certserver.identity import Ccid, Component, DeploymentName
@@ -380,7 +381,7 @@ def _issuer_view(record: DeploymentRecord) -> tuple[str, str, dt.datetime] | Non
         return None
     aki = authority_key_id(leaf)
     issuer = next(
-        (c for c in certs if aki is not None and _subject_key_id(c) == aki),
+        (c for c in certs if aki is not None and _ski(c) == aki),
         next((c for c in certs if c.subject == leaf.issuer), None),
     )
     if issuer is None:
@@ -388,11 +389,9 @@ def _issuer_view(record: DeploymentRecord) -> tuple[str, str, dt.datetime] | Non
     return name_text(issuer.subject), fingerprint(issuer), issuer.not_valid_after_utc
 
 
-def _subject_key_id(cert: x509.Certificate) -> bytes | None:
-    try:
-        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-    except x509.ExtensionNotFound:
-        return None
+def _ski(cert: x509.Certificate) -> bytes | None:
+    found = extension_of(cert, x509.SubjectKeyIdentifier)
+    return None if found is None else found.digest
 
 
 def der(cert: x509.Certificate) -> bytes:

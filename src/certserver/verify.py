@@ -17,6 +17,7 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 
 from certserver.clock import days_left
 from certserver.errors import CertserverError
+from certserver.extensions import extension_of
 from certserver.identity import Ccid, Component, Identity
 from certserver.inspection import is_self_signed, name_text
 from certserver.keys import PrivateKey
@@ -131,21 +132,11 @@ def key_id_problems(leaf: x509.Certificate, path: Sequence[x509.Certificate]) ->
     problems = []
     for cert in (leaf, *path):
         subject = name_text(cert.subject) or "the leaf"
-        if cert is not leaf and not _has(cert, x509.SubjectKeyIdentifier):
+        if cert is not leaf and extension_of(cert, x509.SubjectKeyIdentifier) is None:
             problems.append(f"{subject} has no subjectKeyIdentifier (strict TLS refuses it)")
-        if not is_self_signed(cert) and not _has(cert, x509.AuthorityKeyIdentifier):
+        if not is_self_signed(cert) and extension_of(cert, x509.AuthorityKeyIdentifier) is None:
             problems.append(f"{subject} has no authorityKeyIdentifier (strict TLS refuses it)")
     return problems
-
-
-def _has(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> bool:
-    try:
-        cert.extensions.get_extension_for_class(kind)
-    except x509.ExtensionNotFound:
-        return False
-    except (ValueError, x509.DuplicateExtension):
-        return False
-    return True
 
 
 def _expiry(leaf: x509.Certificate, now: dt.datetime) -> tuple[Status, str, str]:
